@@ -1,0 +1,2 @@
+//! Confianza api (work in progress).
+#![forbid(unsafe_code)]

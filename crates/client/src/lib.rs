@@ -1,0 +1,2 @@
+//! Confianza client (work in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Confianza noise (work in progress).
+#![forbid(unsafe_code)]

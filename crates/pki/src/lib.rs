@@ -1,0 +1,2 @@
+//! Confianza pki (work in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Confianza protocol (work in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Confianza server (work in progress).
+#![forbid(unsafe_code)]
