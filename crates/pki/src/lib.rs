@@ -1,2 +1,4 @@
-//! Confianza pki (work in progress).
+//! Confianza's public-key infrastructure: sans-IO X.509 (time and randomness are passed in).
 #![forbid(unsafe_code)]
+
+pub mod path;

@@ -1,0 +1,1 @@
+//! RFC 5280 path validation (in progress).
