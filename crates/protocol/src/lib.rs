@@ -9,3 +9,15 @@ pub mod call;
 pub mod fingerprint;
 pub mod limits;
 pub(crate) mod proto;
+pub mod keys;
+pub mod xeddsa;
+pub mod kem;
+pub(crate) mod crypto;
+pub mod message;
+pub mod prekeys;
+pub(crate) mod ratchet;
+pub mod address;
+pub mod state;
+pub mod session;
+#[cfg(test)]
+mod kat_tests;

@@ -23,3 +23,7 @@ pub const MAX_SENDER_KEY_STATES: usize = 5;
 /// An initiator's session that never heard back is refused for sending after this many seconds
 /// (30 days), as in Signal's library.
 pub const MAX_UNACKNOWLEDGED_SESSION_AGE_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// The largest serialized 1:1 or group message accepted for parsing (256 KiB). Signal's service
+/// caps a message body near this size; anything larger is refused before decoding allocates.
+pub const MAX_MESSAGE_LENGTH: usize = 256 * 1024;
