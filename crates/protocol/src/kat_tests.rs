@@ -14,9 +14,8 @@ use crate::state::SessionRecord;
 use crate::xeddsa;
 
 fn vectors() -> Value {
-    let dir = std::env::var("CONFIANZA_SHARED").unwrap_or_else(|_| {
-        format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR"))
-    });
+    let dir = std::env::var("CONFIANZA_SHARED")
+        .unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
     let text = std::fs::read_to_string(format!("{dir}/vectors/signal/signal_vectors.json"))
         .expect("the shared Signal vectors are readable");
     serde_json::from_str(&text).expect("the vectors are JSON")
@@ -42,7 +41,10 @@ impl TryRng for Scripted {
         unreachable!("only fill_bytes is scripted")
     }
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        let next = self.0.pop_front().expect("script has a value for this draw");
+        let next = self
+            .0
+            .pop_front()
+            .expect("script has a value for this draw");
         assert_eq!(next.len(), dst.len(), "scripted draw length");
         dst.copy_from_slice(&next);
         Ok(())
@@ -97,7 +99,11 @@ fn xeddsa_deterministic_signature() {
     assert!(!xeddsa::verify(&public, &message, &bad));
     assert!(!xeddsa::verify(&[0xff; 32], &message, &signature));
     let ours = xeddsa::sign(&private, &message, &random);
-    assert_eq!(ours, xeddsa::sign(&private, &message, &random), "deterministic in Z");
+    assert_eq!(
+        ours,
+        xeddsa::sign(&private, &message, &random),
+        "deterministic in Z"
+    );
     assert!(xeddsa::verify(&public, &message, &ours));
 }
 
@@ -203,8 +209,7 @@ fn first_message_v3_byte_for_byte() {
     let legacy = EncryptOptions {
         legacy_version_byte: true,
     };
-    let sent =
-        session::encrypt(&mut record, &hex(&v["plaintext"]), legacy, 0).expect("encrypts");
+    let sent = session::encrypt(&mut record, &hex(&v["plaintext"]), legacy, 0).expect("encrypts");
     let crate::message::CiphertextMessage::PreKey(prekey) = sent else {
         panic!("the first message is a PreKey message");
     };
@@ -221,16 +226,9 @@ fn first_message_v3_byte_for_byte() {
         signature,
         timestamp: 0,
     });
-    let outcome = session::decrypt_pre_key(
-        &mut bob_record,
-        &bob,
-        7,
-        &source,
-        &prekey,
-        None,
-        &mut rng,
-    )
-    .expect("Bob decrypts");
+    let outcome =
+        session::decrypt_pre_key(&mut bob_record, &bob, 7, &source, &prekey, None, &mut rng)
+            .expect("Bob decrypts");
     assert_eq!(outcome.plaintext, hex(&v["plaintext"]));
     let parsed =
         SignalMessage::deserialize(&hex(&v["serialized_whisper_message"])).expect("parses");

@@ -328,3 +328,43 @@ impl CiphertextMessage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_limit_at_n_and_n_plus_one() {
+        let at_limit = vec![0x34u8; MAX_MESSAGE_LENGTH];
+        // At the limit the length check passes and parsing fails later (not a valid protobuf).
+        assert!(!matches!(
+            SignalMessage::deserialize(&at_limit),
+            Err(DecodeError::TooLong { .. })
+        ));
+        let over = vec![0x34u8; MAX_MESSAGE_LENGTH + 1];
+        assert!(matches!(
+            SignalMessage::deserialize(&over),
+            Err(DecodeError::TooLong { .. })
+        ));
+        assert!(matches!(
+            PreKeySignalMessage::deserialize(&over),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn version_nibbles() {
+        assert_eq!(message_version(0x33), Ok(3));
+        assert_eq!(message_version(0x34), Ok(3));
+        assert_eq!(message_version(0x44), Ok(4));
+        assert_eq!(message_version(0x23), Err(DecodeError::LegacyVersion(2)));
+        assert_eq!(
+            message_version(0x54),
+            Err(DecodeError::UnrecognizedVersion(5))
+        );
+        assert_eq!(
+            SignalMessage::deserialize(&[0x34; 8]).err(),
+            Some(DecodeError::TooShort(8))
+        );
+    }
+}

@@ -126,7 +126,13 @@ fn derive_initial(secret: &[u8], version: u8) -> (RootKey, ChainKey) {
     let mut chain = [0u8; 32];
     root.copy_from_slice(&okm[..32]);
     chain.copy_from_slice(&okm[32..]);
-    (RootKey(root), ChainKey { key: chain, index: 0 })
+    (
+        RootKey(root),
+        ChainKey {
+            key: chain,
+            index: 0,
+        },
+    )
 }
 
 /// Alice's side: builds a session from a verified bundle. The bundle's Kyber pre-key, when it
@@ -215,7 +221,12 @@ fn respond(
     let base = message.base_key();
     let mut secret = zeroize::Zeroizing::new(Vec::with_capacity(32 * 6));
     secret.extend_from_slice(&[0xFF; 32]);
-    secret.extend_from_slice(signed.private.agree(their_identity.public_key())?.as_bytes());
+    secret.extend_from_slice(
+        signed
+            .private
+            .agree(their_identity.public_key())?
+            .as_bytes(),
+    );
     secret.extend_from_slice(our_identity.private_key().agree(base)?.as_bytes());
     secret.extend_from_slice(signed.private.agree(base)?.as_bytes());
     if let Some(one_time) = one_time {
@@ -549,9 +560,9 @@ pub fn decrypt_pre_key(
     if !message.base_key().is_canonical() {
         return Err(DecryptError::NonCanonicalBaseKey);
     }
-    let signed = keys
-        .signed_pre_key(message.signed_pre_key_id())
-        .ok_or(DecryptError::UnknownSignedPreKey(message.signed_pre_key_id()))?;
+    let signed = keys.signed_pre_key(message.signed_pre_key_id()).ok_or(
+        DecryptError::UnknownSignedPreKey(message.signed_pre_key_id()),
+    )?;
     let one_time = match message.pre_key_id() {
         Some(id) => Some(keys.pre_key(id).ok_or(DecryptError::UnknownPreKey(id))?),
         None => None,

@@ -340,11 +340,13 @@ impl Peer {
         let mut rng = rand::rng();
         let plaintext = match text(request, "type")? {
             "prekey" => {
-                let message = PreKeySignalMessage::deserialize(&body).map_err(Failure::from_error)?;
+                let message =
+                    PreKeySignalMessage::deserialize(&body).map_err(Failure::from_error)?;
                 self.check_identity(&name, message.identity_key())?;
-                let account = self.account.as_mut().ok_or_else(|| {
-                    Failure::new("NotInitialized", "send init first")
-                })?;
+                let account = self
+                    .account
+                    .as_mut()
+                    .ok_or_else(|| Failure::new("NotInitialized", "send init first"))?;
                 let record = self.sessions.entry((name, device_id)).or_default();
                 let outcome = session::decrypt_pre_key(
                     record,
@@ -438,7 +440,10 @@ fn main() {
             }
             Err(failure) => json!({"error": failure.message, "name": failure.name}),
         };
-        if writeln!(stdout, "{out}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{out}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             break;
         }
     }
