@@ -1,6 +1,10 @@
 //! Compiles the wire protobufs with `protox` (pure Rust, no `protoc` needed).
 fn main() {
-    let files = ["proto/wire.proto", "proto/fingerprint.proto"];
+    let files = [
+        "proto/wire.proto",
+        "proto/fingerprint.proto",
+        "proto/snapshot.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -4,20 +4,21 @@
 //! are passed in, bytes go in and out.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod attachment;
 pub mod call;
-pub mod fingerprint;
-pub mod limits;
-pub(crate) mod proto;
-pub mod keys;
-pub mod xeddsa;
-pub mod kem;
 pub(crate) mod crypto;
-pub mod message;
-pub mod prekeys;
-pub(crate) mod ratchet;
-pub mod address;
-pub mod state;
-pub mod session;
+pub mod fingerprint;
 #[cfg(test)]
 mod kat_tests;
+pub mod kem;
+pub mod keys;
+pub mod limits;
+pub mod message;
+pub mod prekeys;
+pub(crate) mod proto;
+pub(crate) mod ratchet;
+pub mod session;
+pub mod snapshot;
+pub mod state;
+pub mod xeddsa;

@@ -27,3 +27,7 @@ pub const MAX_UNACKNOWLEDGED_SESSION_AGE_SECS: u64 = 30 * 24 * 60 * 60;
 /// The largest serialized 1:1 or group message accepted for parsing (256 KiB). Signal's service
 /// caps a message body near this size; anything larger is refused before decoding allocates.
 pub const MAX_MESSAGE_LENGTH: usize = 256 * 1024;
+
+/// The largest snapshot accepted for loading (32 MiB): a session record at every limit at once
+/// (41 states × 5 chains × 2 000 skipped keys of ~40 bytes) is about 16 MiB.
+pub const MAX_SNAPSHOT_LENGTH: usize = 32 * 1024 * 1024;

@@ -9,3 +9,7 @@ pub mod wire {
 pub mod fingerprint {
     include!(concat!(env!("OUT_DIR"), "/signal.proto.fingerprint.rs"));
 }
+
+pub mod snapshot {
+    include!(concat!(env!("OUT_DIR"), "/confianza.snapshot.rs"));
+}

@@ -1,0 +1,162 @@
+//! Snapshots: a restored session carries on exactly; corrupted snapshots are refused cleanly.
+
+use confianza_protocol::keys::IdentityKeyPair;
+use confianza_protocol::message::CiphertextMessage;
+use confianza_protocol::prekeys::{
+    KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
+};
+use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::snapshot::SnapshotError;
+use confianza_protocol::state::SessionRecord;
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+struct Keys {
+    signed: SignedPreKeyRecord,
+    kyber: KyberPreKeyRecord,
+    one_time: PreKeyRecord,
+}
+
+impl PreKeySource for Keys {
+    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
+        (id == self.signed.id).then(|| self.signed.clone())
+    }
+    fn pre_key(&self, id: u32) -> Option<PreKeyRecord> {
+        (id == self.one_time.id).then(|| self.one_time.clone())
+    }
+    fn kyber_pre_key(&self, id: u32) -> Option<KyberPreKeyRecord> {
+        (id == self.kyber.id).then(|| self.kyber.clone())
+    }
+}
+
+fn restore(record: &SessionRecord) -> SessionRecord {
+    SessionRecord::from_snapshot(&record.snapshot()).expect("own snapshot loads")
+}
+
+fn sessions() -> (SessionRecord, SessionRecord, StdRng) {
+    let mut rng = StdRng::seed_from_u64(77);
+    let alice = IdentityKeyPair::generate(&mut rng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    // Every Bob key goes through its snapshot before use.
+    let keys = Keys {
+        signed: SignedPreKeyRecord::from_snapshot(
+            &SignedPreKeyRecord::generate(1, &bob, 5, &mut rng).snapshot(),
+        )
+        .expect("loads"),
+        kyber: KyberPreKeyRecord::from_snapshot(
+            &KyberPreKeyRecord::generate(2, &bob, 5, &mut rng).snapshot(),
+        )
+        .expect("loads"),
+        one_time: PreKeyRecord::from_snapshot(&PreKeyRecord::generate(3, &mut rng).snapshot())
+            .expect("loads"),
+    };
+    let bob = IdentityKeyPair::from_snapshot(&bob.snapshot()).expect("loads");
+    let bundle = PreKeyBundle {
+        registration_id: 2,
+        device_id: 1,
+        identity_key: *bob.identity_key(),
+        pre_key: Some((3, keys.one_time.key_pair.public)),
+        signed_pre_key_id: 1,
+        signed_pre_key: keys.signed.key_pair.public,
+        signed_pre_key_signature: keys.signed.signature.to_vec(),
+        kyber_pre_key: Some(KyberPreKeyPublic {
+            id: 2,
+            key: keys.kyber.key_pair.public.clone(),
+            signature: keys.kyber.signature.to_vec(),
+        }),
+    }
+    .verify()
+    .expect("verifies");
+    let mut a = SessionRecord::new();
+    session::process_bundle(&mut a, &alice, 1, &bundle, 0, &mut rng).expect("setup");
+    let mut a = restore(&a);
+    let CiphertextMessage::PreKey(first) =
+        session::encrypt(&mut a, b"one", EncryptOptions::default(), 0).expect("enc")
+    else {
+        panic!("prekey")
+    };
+    let mut b = SessionRecord::new();
+    session::decrypt_pre_key(&mut b, &bob, 2, &keys, &first, None, &mut rng).expect("dec");
+    (a, restore(&b), rng)
+}
+
+#[test]
+fn restored_sessions_carry_on() {
+    let (mut a, mut b, mut rng) = sessions();
+    let mut late = Vec::new();
+    for round in 0..4u8 {
+        let skipped = session::encrypt(&mut a, &[round], EncryptOptions::default(), 0).expect("e");
+        late.push(skipped);
+        let m = session::encrypt(&mut a, b"m", EncryptOptions::default(), 0).expect("enc");
+        let CiphertextMessage::Whisper(m) = m else {
+            // Before Bob's first reply Alice still sends PreKey messages.
+            b = restore(&b);
+            continue;
+        };
+        b = restore(&b);
+        assert_eq!(
+            session::decrypt(&mut b, &m, None, &mut rng).expect("d"),
+            b"m"
+        );
+        let CiphertextMessage::Whisper(r) =
+            session::encrypt(&mut b, b"r", EncryptOptions::default(), 0).expect("enc")
+        else {
+            panic!("whisper")
+        };
+        a = restore(&a);
+        assert_eq!(
+            session::decrypt(&mut a, &r, None, &mut rng).expect("d"),
+            b"r"
+        );
+    }
+    let b_snapshot = b.snapshot();
+    let mut b = SessionRecord::from_snapshot(&b_snapshot).expect("loads");
+    for (i, m) in late.iter().enumerate().skip(1) {
+        let CiphertextMessage::Whisper(w) = m else {
+            continue;
+        };
+        assert_eq!(
+            session::decrypt(&mut b, w, None, &mut rng).expect("late"),
+            [i as u8]
+        );
+    }
+}
+
+#[test]
+fn snapshot_errors_are_typed() {
+    let (a, _, _) = sessions();
+    let mut bytes = a.snapshot().to_vec();
+    assert_eq!(bytes[0], 0x08, "field 1 (format) first");
+    bytes[1] = 9;
+    assert_eq!(
+        SessionRecord::from_snapshot(&bytes).err(),
+        Some(SnapshotError::UnknownFormat(9))
+    );
+    assert_eq!(
+        SessionRecord::from_snapshot(&[0xff, 0xff]).err(),
+        Some(SnapshotError::Malformed)
+    );
+    assert_eq!(
+        IdentityKeyPair::from_snapshot(&[]).err(),
+        Some(SnapshotError::Missing("format"))
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn corrupted_snapshots_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+        let (a, _, _) = sessions();
+        let mut bytes = a.snapshot().to_vec();
+        for (position, value) in flips {
+            let i = position % bytes.len();
+            bytes[i] ^= value;
+        }
+        bytes.truncate(cut % (bytes.len() + 1));
+        let _ = SessionRecord::from_snapshot(&bytes);
+        let _ = IdentityKeyPair::from_snapshot(&bytes);
+        let _ = KyberPreKeyRecord::from_snapshot(&bytes);
+    }
+}
