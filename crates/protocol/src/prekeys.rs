@@ -117,19 +117,18 @@ impl PreKeyBundle {
     /// Checks the pre-key signatures against the bundle's identity key. Whether that identity
     /// key belongs to the person is a separate question (certificate, safety number).
     pub fn verify(self) -> Result<VerifiedPreKeyBundle, BundleError> {
-        if !self
-            .identity_key
-            .verify_signature(&self.signed_pre_key.serialize(), &self.signed_pre_key_signature)
-        {
+        if !self.identity_key.verify_signature(
+            &self.signed_pre_key.serialize(),
+            &self.signed_pre_key_signature,
+        ) {
             return Err(BundleError::BadSignedPreKeySignature);
         }
-        if let Some(kyber) = &self.kyber_pre_key {
-            if !self
+        if let Some(kyber) = &self.kyber_pre_key
+            && !self
                 .identity_key
                 .verify_signature(&kyber.key.serialize(), &kyber.signature)
-            {
-                return Err(BundleError::BadKyberPreKeySignature);
-            }
+        {
+            return Err(BundleError::BadKyberPreKeySignature);
         }
         Ok(VerifiedPreKeyBundle(self))
     }

@@ -269,10 +269,10 @@ pub fn encrypt(
     now: u64,
 ) -> Result<CiphertextMessage, EncryptError> {
     let state = record.current.as_mut().ok_or(EncryptError::NoSession)?;
-    if let Some(pending) = &state.pending_pre_key {
-        if now.saturating_sub(pending.created_at) > MAX_UNACKNOWLEDGED_SESSION_AGE_SECS {
-            return Err(EncryptError::SessionExpired);
-        }
+    if let Some(pending) = &state.pending_pre_key
+        && now.saturating_sub(pending.created_at) > MAX_UNACKNOWLEDGED_SESSION_AGE_SECS
+    {
+        return Err(EncryptError::SessionExpired);
     }
     let chain = &state.sender.chain;
     if chain.index == u32::MAX {
