@@ -60,7 +60,11 @@ mod tests {
         assert_eq!(bytes[1], 0x9d);
         let pni = ProtocolAddress::new("PNI:9d0652a3-dcc3-4d11-975f-74d61598733f", 2);
         assert_eq!(pni.service_id_binary().map(|b| b[0]), Some(1));
-        assert!(ProtocolAddress::new("alice", 1).service_id_binary().is_none());
+        assert!(
+            ProtocolAddress::new("alice", 1)
+                .service_id_binary()
+                .is_none()
+        );
         assert!(address_binding(&aci, &pni).is_some());
         assert!(address_binding(&aci, &ProtocolAddress::new("bob", 1)).is_none());
     }

@@ -18,6 +18,7 @@ pub mod message;
 pub mod prekeys;
 pub(crate) mod proto;
 pub(crate) mod ratchet;
+pub mod sender_keys;
 pub mod session;
 pub mod snapshot;
 pub mod state;

@@ -28,7 +28,13 @@ impl RootKey {
         let mut chain = [0u8; 32];
         root.copy_from_slice(&okm[..32]);
         chain.copy_from_slice(&okm[32..]);
-        Ok((RootKey(root), ChainKey { key: chain, index: 0 }))
+        Ok((
+            RootKey(root),
+            ChainKey {
+                key: chain,
+                index: 0,
+            },
+        ))
     }
 }
 

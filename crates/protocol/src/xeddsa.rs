@@ -86,7 +86,10 @@ pub fn verify(public_u: &[u8; 32], message: &[u8], signature: &[u8; SIGNATURE_LE
     let h = wide_scalar(challenge);
 
     let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&h, &(-cap_a), &s).compress();
-    check.as_bytes().ct_eq(CompressedEdwardsY(r_bytes).as_bytes()).into()
+    check
+        .as_bytes()
+        .ct_eq(CompressedEdwardsY(r_bytes).as_bytes())
+        .into()
 }
 
 /// `SHA-512(…) mod l`.

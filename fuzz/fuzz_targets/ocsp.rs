@@ -1,0 +1,8 @@
+#![no_main]
+//! OCSP request and response parsing.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = confianza_pki::ocsp::request::parse_request(data);
+    let _ = confianza_pki::ocsp::response::parse_response(data);
+});

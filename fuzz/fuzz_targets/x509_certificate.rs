@@ -1,0 +1,7 @@
+#![no_main]
+//! X.509 certificate parsing for path validation.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = confianza_pki::path::cert::parse_certificate(data);
+});

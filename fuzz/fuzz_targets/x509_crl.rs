@@ -1,0 +1,7 @@
+#![no_main]
+//! CRL parsing.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = confianza_pki::path::crl::parse_crl(data);
+});
