@@ -8,11 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use confianza_protocol::address::{ProtocolAddress, address_binding};
+use confianza_protocol::fingerprint::{Fingerprint, Iterations, Party, ScannableVersion};
 use confianza_protocol::kem::KemPublicKey;
 use confianza_protocol::keys::{IdentityKey, IdentityKeyPair, PublicKey};
 use confianza_protocol::message::{PreKeySignalMessage, SignalMessage};
 use confianza_protocol::prekeys::{
     KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
+};
+use confianza_protocol::sender_keys::{
+    DistributionId, SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord,
 };
 use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
 use confianza_protocol::state::SessionRecord;
@@ -82,6 +86,8 @@ struct Peer {
     /// Trust on first use: the identity key seen for each name.
     identities: HashMap<String, IdentityKey>,
     sessions: HashMap<(String, u32), SessionRecord>,
+    /// Sender keys by (sender name, sender device, distribution id); ours included.
+    sender_keys: HashMap<(String, u32, DistributionId), SenderKeyRecord>,
 }
 
 fn now() -> u64 {
@@ -184,15 +190,20 @@ impl Peer {
                 "implementation": "confianza",
                 "version": env!("CARGO_PKG_VERSION"),
                 "kyber_in_bundle": self.options.kyber,
-                "groups": false,
-                "displayable_fingerprint": false,
-                "scannable_fingerprint": false,
+                "groups": true,
+                "displayable_fingerprint": true,
+                "scannable_fingerprint": true,
             })),
             "init" => self.init(request),
             "bundle" => self.bundle(request),
             "process_bundle" => self.process_bundle(request),
             "encrypt" => self.encrypt(request),
             "decrypt" => self.decrypt(request),
+            "skdm" => self.skdm(request),
+            "process_skdm" => self.process_skdm(request),
+            "group_encrypt" => self.group_encrypt(request),
+            "group_decrypt" => self.group_decrypt(request),
+            "fingerprint" => fingerprint(request, self.account()?),
             "session_info" => {
                 let key = (text(request, "peer")?.to_owned(), device(request)?);
                 let record = self.sessions.get(&key);
@@ -218,6 +229,69 @@ impl Peer {
                 unsupported: true,
             }),
         }
+    }
+
+    fn skdm(&mut self, request: &Value) -> Reply {
+        let group = uuid(text(request, "group")?)?;
+        let account = self.account()?;
+        let key = (account.name.clone(), account.device_id, group);
+        let message = self
+            .sender_keys
+            .entry(key)
+            .or_default()
+            .create_distribution(group, &mut rand::rng());
+        Ok(json!({
+            "body": B64.encode(message.serialized()),
+            "chain_id": message.chain_id(),
+            "iteration": message.iteration(),
+        }))
+    }
+
+    fn process_skdm(&mut self, request: &Value) -> Reply {
+        let sender = text(request, "sender")?.to_owned();
+        let device_id = device(request)?;
+        let message = SenderKeyDistributionMessage::deserialize(&bytes(request, "body")?)
+            .map_err(Failure::from_error)?;
+        self.sender_keys
+            .entry((sender, device_id, message.distribution_id()))
+            .or_default()
+            .process_distribution(&message);
+        Ok(json!({"ok": true}))
+    }
+
+    fn group_encrypt(&mut self, request: &Value) -> Reply {
+        let group = uuid(text(request, "group")?)?;
+        let plaintext = bytes(request, "plaintext")?;
+        let account = self.account()?;
+        let key = (account.name.clone(), account.device_id, group);
+        let record = self.sender_keys.get_mut(&key).ok_or_else(|| {
+            Failure::new(
+                "NoSenderKeyState",
+                "no sender key for this group; send skdm first",
+            )
+        })?;
+        let message = record
+            .encrypt(group, &plaintext, &mut rand::rng())
+            .map_err(Failure::from_error)?;
+        Ok(json!({"type": "senderkey", "body": B64.encode(message.serialized())}))
+    }
+
+    fn group_decrypt(&mut self, request: &Value) -> Reply {
+        let sender = text(request, "sender")?.to_owned();
+        let device_id = device(request)?;
+        let message =
+            SenderKeyMessage::deserialize(&bytes(request, "body")?).map_err(Failure::from_error)?;
+        let record = self
+            .sender_keys
+            .get_mut(&(sender, device_id, message.distribution_id()))
+            .ok_or_else(|| {
+                Failure::new(
+                    "NoSenderKeyState",
+                    "no sender key from this sender for this group",
+                )
+            })?;
+        let plaintext = record.decrypt(&message).map_err(Failure::from_error)?;
+        Ok(json!({"plaintext": B64.encode(plaintext)}))
     }
 
     fn init(&mut self, request: &Value) -> Reply {
@@ -383,6 +457,107 @@ impl Peer {
     }
 }
 
+/// A UUID string (with or without dashes) as 16 bytes.
+fn uuid(text: &str) -> Result<DistributionId, Failure> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let mut bytes = [0u8; 16];
+    if hex.len() != 32 || !hex.is_ascii() {
+        return Err(Failure::new(
+            "BadRequest",
+            format!("{text:?} is not a UUID"),
+        ));
+    }
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| Failure::new("BadRequest", format!("{text:?} is not a UUID")))?;
+    }
+    Ok(DistributionId::from_bytes(bytes))
+}
+
+/// A stable identifier in the requested encoding (`utf8`, `uuid`, `hex` or `b64`).
+fn identifier(request: &Value, field_name: &str) -> Result<Vec<u8>, Failure> {
+    let value = text(request, field_name)?;
+    let encoding = request
+        .get("id_encoding")
+        .and_then(Value::as_str)
+        .unwrap_or("utf8");
+    let bad = || {
+        Failure::new(
+            "BadRequest",
+            format!("{field_name:?} is not valid {encoding}"),
+        )
+    };
+    match encoding {
+        "utf8" => Ok(value.as_bytes().to_vec()),
+        "uuid" => Ok(uuid(value)?.as_bytes().to_vec()),
+        "hex" => (0..value.len())
+            .step_by(2)
+            .map(|i| {
+                value
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(bad),
+        "b64" => B64.decode(value).map_err(|_| bad()),
+        other => Err(Failure::new(
+            "BadRequest",
+            format!("unknown id_encoding {other:?}"),
+        )),
+    }
+}
+
+fn fingerprint(request: &Value, account: &Account) -> Reply {
+    let local_key = match request.get("local_identity") {
+        Some(Value::String(_)) => IdentityKey::deserialize(&bytes(request, "local_identity")?)
+            .map_err(Failure::from_error)?,
+        _ => *account.identity.identity_key(),
+    };
+    let peer_key =
+        IdentityKey::deserialize(&bytes(request, "peer_identity")?).map_err(Failure::from_error)?;
+    let iterations = match request.get("iterations") {
+        Some(_) => Iterations::new(number(request, "iterations")?).map_err(Failure::from_error)?,
+        None => Iterations::DEFAULT,
+    };
+    let version = match request.get("version") {
+        None => ScannableVersion::V2,
+        Some(_) => match number(request, "version")? {
+            1 => ScannableVersion::V1,
+            2 => ScannableVersion::V2,
+            other => {
+                return Err(Failure::new(
+                    "BadRequest",
+                    format!("scannable version {other} is not 1 or 2"),
+                ));
+            }
+        },
+    };
+    let local_id = identifier(request, "local_id")?;
+    let peer_id = identifier(request, "peer_id")?;
+    let fingerprint = Fingerprint::new(
+        version,
+        iterations,
+        Party {
+            stable_id: &local_id,
+            identity_key: &local_key.serialize(),
+        },
+        Party {
+            stable_id: &peer_id,
+            identity_key: &peer_key.serialize(),
+        },
+    );
+    let scannable = fingerprint.scannable();
+    let mut reply = json!({
+        "displayable": fingerprint.displayable().to_string(),
+        "scannable": B64.encode(scannable.to_bytes()),
+    });
+    if request.get("compare_with").is_some() {
+        let theirs = bytes(request, "compare_with")?;
+        reply["matches"] = json!(scannable.compare(&theirs).map_err(Failure::from_error)?);
+    }
+    Ok(reply)
+}
+
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         kyber: true,
@@ -421,6 +596,7 @@ fn main() {
         account: None,
         identities: HashMap::new(),
         sessions: HashMap::new(),
+        sender_keys: HashMap::new(),
     };
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();

@@ -668,6 +668,16 @@ pub fn run(_args: &Args) -> Result<()> {
             .collect();
         say(groups.join(" "));
     }
+    let payload = at_alice.scannable().to_bytes();
+    let code = qrcode::QrCode::new(&payload).context("QR encoding")?;
+    let picture = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    say("alice's screen shows:");
+    for line in picture.lines() {
+        say(line);
+    }
     let scanned = at_bob.scannable().to_bytes();
     let matches = at_alice.scannable().compare(&scanned)?;
     say(format!(
