@@ -24,10 +24,18 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 pub(crate) fn hkdf_sha256<const N: usize>(salt: Option<&[u8]>, ikm: &[u8], info: &[u8]) -> [u8; N] {
     let mut okm = [0u8; N];
     // N is at most a few hundred bytes here, far below HKDF's 255·32 limit.
-    hkdf::Hkdf::<Sha256>::new(salt, ikm)
-        .expand(info, &mut okm)
-        .unwrap_or_else(|_| unreachable!());
+    hkdf_sha256_into(salt, ikm, info, &mut okm).unwrap_or_else(|_| unreachable!());
     okm
+}
+
+/// HKDF-SHA256 into `okm`; an output longer than 255·32 bytes is an error.
+pub(crate) fn hkdf_sha256_into(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[u8],
+    okm: &mut [u8],
+) -> Result<(), hkdf::InvalidLength> {
+    hkdf::Hkdf::<Sha256>::new(salt, ikm).expand(info, okm)
 }
 
 /// AES-256-CBC with PKCS#7 padding.

@@ -278,3 +278,62 @@ fn x3dh_session_init_chain_keys() {
         hex(&v["expected_alice_receiver_chain_key"])
     );
 }
+
+fn wycheproof(name: &str) -> Value {
+    let dir = std::env::var("CONFIANZA_SHARED")
+        .unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
+    let text = std::fs::read_to_string(format!("{dir}/vectors/wycheproof/{name}"))
+        .expect("the shared Wycheproof vectors are readable");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// Every Wycheproof X25519 case through the agreement the ratchet uses. "valid" and
+/// "acceptable" cases must give the expected secret, except that an all-zero secret is refused
+/// (as Signal's library does); no case is "invalid" for raw X25519.
+#[test]
+fn wycheproof_x25519() {
+    let file = wycheproof("x25519_test.json");
+    let mut checked = 0;
+    for group in file["testGroups"].as_array().expect("groups") {
+        for case in group["tests"].as_array().expect("tests") {
+            let private = PrivateKey::from_bytes(&hex(&case["private"])).expect("32 bytes");
+            let public = PublicKey::from_u(arr(&case["public"]));
+            let expected = hex(&case["shared"]);
+            let id = &case["tcId"];
+            match private.agree(&public) {
+                Ok(shared) => assert_eq!(shared.as_bytes().to_vec(), expected, "tcId {id}"),
+                Err(_) => assert!(expected.iter().all(|&b| b == 0), "tcId {id} refused"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 500, "only {checked} cases");
+}
+
+/// Wycheproof HKDF-SHA256 through the KDF the ratchet uses.
+#[test]
+fn wycheproof_hkdf_sha256() {
+    let file = wycheproof("hkdf_sha256_test.json");
+    let mut checked = 0;
+    for group in file["testGroups"].as_array().expect("groups") {
+        for case in group["tests"].as_array().expect("tests") {
+            let salt = hex(&case["salt"]);
+            let mut out = vec![0u8; case["size"].as_u64().expect("size") as usize];
+            let result = crate::crypto::hkdf_sha256_into(
+                (!salt.is_empty()).then_some(salt.as_slice()),
+                &hex(&case["ikm"]),
+                &hex(&case["info"]),
+                &mut out,
+            );
+            match case["result"].as_str() {
+                Some("valid") => {
+                    result.expect("valid case expands");
+                    assert_eq!(out, hex(&case["okm"]), "tcId {}", case["tcId"]);
+                }
+                _ => assert!(result.is_err(), "tcId {}", case["tcId"]),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50);
+}

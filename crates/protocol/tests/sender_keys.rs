@@ -1200,6 +1200,32 @@ proptest! {
     }
 
     #[test]
+    fn mutated_snapshots_load_or_fail_cleanly(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let good = sample_record().to_snapshot().to_vec();
+        let mut bytes = good.clone();
+        for (index, value) in flips {
+            let i = index.index(bytes.len());
+            bytes[i] ^= value;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len()));
+        }
+        if let Ok(record) = SenderKeyRecord::from_snapshot(&bytes) {
+            // Whatever loads satisfies the invariants, so it snapshots and loads again.
+            let again = record.to_snapshot();
+            prop_assert!(SenderKeyRecord::from_snapshot(&again).is_ok());
+            prop_assert!(record.states().len() <= MAX_SENDER_KEY_STATES);
+            for state in record.states() {
+                prop_assert!(state.skipped_keys() <= MAX_MESSAGE_KEYS);
+            }
+        }
+    }
+
+    #[test]
     fn any_delivery_order_within_limits(order in Just((0u32..12).collect::<Vec<_>>()).prop_shuffle()) {
         let sender = test_sender();
         let mut bob = receiver_of(&sender);
