@@ -393,8 +393,8 @@ pub fn run(_args: &Args) -> Result<()> {
     let mut pki = Pki::create(now, &mut rng)?;
     let root_der = pki.root.certificate_der().to_vec();
     let intermediate_der = pki.intermediate.certificate_der().to_vec();
-    say(format!("root CA      Ed25519, \"Example Org Root CA\""));
-    say(format!("issuing CA   Ed25519, signed by the root"));
+    say("root CA      Ed25519, \"Example Org Root CA\"");
+    say("issuing CA   Ed25519, signed by the root");
     say(format!(
         "root fingerprint (SHA-256, compare out of band): {}",
         hex(&Sha256::digest(&root_der))
