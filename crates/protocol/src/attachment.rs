@@ -61,10 +61,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// Largest plaintext accepted: 100 MiB, the attachment cap of Signal's clients. The blob store,
-/// the receiver's disk and the time spent decrypting are what a sender spends on us; a known
-/// bound lets a receiver refuse an oversized pointer before downloading anything.
-pub const MAX_ATTACHMENT_PLAINTEXT_LEN: u64 = 100 * 1024 * 1024;
+/// Largest plaintext accepted: 512 MiB. Signal's clients stop at 100 MiB; an organisation's
+/// messaging also carries disk images, recordings and archives, so the protocol allows more and
+/// the server's blob store applies its own (configurable, smaller by default) limit. The blob
+/// store, the receiver's disk and the time spent decrypting are what a sender spends on us; a
+/// known bound lets a receiver refuse an oversized pointer before downloading anything.
+pub const MAX_ATTACHMENT_PLAINTEXT_LEN: u64 = 512 * 1024 * 1024;
 
 /// Largest blob accepted: the blob of a [`MAX_ATTACHMENT_PLAINTEXT_LEN`]-byte plaintext.
 pub const MAX_ATTACHMENT_BLOB_LEN: u64 = blob_len(MAX_ATTACHMENT_PLAINTEXT_LEN);
