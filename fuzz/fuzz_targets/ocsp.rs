@@ -3,6 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = confianza_pki::ocsp::request::parse_request(data);
-    let _ = confianza_pki::ocsp::response::parse_response(data);
+    let _ = confianza_pki::ocsp::parse_request(data);
+    let _ = confianza_pki::ocsp::parse_response(data);
 });

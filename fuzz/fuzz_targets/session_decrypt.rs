@@ -4,46 +4,23 @@
 //! still decrypts afterwards).
 use confianza_protocol::keys::IdentityKeyPair;
 use confianza_protocol::message::{CiphertextMessage, SignalMessage};
-use confianza_protocol::prekeys::{
-    KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
-};
-use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::prekeys::InMemoryPreKeys;
+use confianza_protocol::session::{self, EncryptOptions};
 use confianza_protocol::state::SessionRecord;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-struct Keys(SignedPreKeyRecord);
-
-impl PreKeySource for Keys {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.0.id).then(|| self.0.clone())
-    }
-    fn pre_key(&self, _: u32) -> Option<PreKeyRecord> {
-        None
-    }
-    fn kyber_pre_key(&self, _: u32) -> Option<KyberPreKeyRecord> {
-        None
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let mut rng = StdRng::seed_from_u64(1);
     let alice = IdentityKeyPair::generate(&mut rng);
     let bob = IdentityKeyPair::generate(&mut rng);
-    let keys = Keys(SignedPreKeyRecord::generate(1, &bob, 0, &mut rng));
-    let bundle = PreKeyBundle {
-        registration_id: 2,
-        device_id: 1,
-        identity_key: *bob.identity_key(),
-        pre_key: None,
-        signed_pre_key_id: 1,
-        signed_pre_key: keys.0.key_pair.public,
-        signed_pre_key_signature: keys.0.signature.to_vec(),
-        kyber_pre_key: None,
-    }
-    .verify()
-    .expect("own bundle verifies");
+    let keys = InMemoryPreKeys::generate(&bob, 0, &mut rng);
+    let bundle = keys
+        .bundle(&bob, 2, 1, None, false)
+        .expect("keys exist")
+        .verify()
+        .expect("own bundle verifies");
     let mut a = SessionRecord::new();
     session::process_bundle(&mut a, &alice, 1, &bundle, 0, &mut rng).expect("setup");
     let CiphertextMessage::PreKey(first) =

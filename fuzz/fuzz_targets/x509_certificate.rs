@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = confianza_pki::path::cert::parse_certificate(data);
+    let _ = confianza_pki::path::parse_certificate(data);
 });

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = confianza_pki::path::crl::parse_crl(data);
+    let _ = confianza_pki::path::parse_crl(data);
 });

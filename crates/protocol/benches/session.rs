@@ -6,10 +6,8 @@ use std::hint::black_box;
 
 use confianza_protocol::keys::{IdentityKeyPair, KeyPair, PrivateKey};
 use confianza_protocol::message::CiphertextMessage;
-use confianza_protocol::prekeys::{
-    KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
-};
-use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::prekeys::{InMemoryPreKeys, PreKeyBundle};
+use confianza_protocol::session::{self, EncryptOptions};
 use confianza_protocol::state::SessionRecord;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
@@ -20,48 +18,20 @@ const PLAINTEXT: [u8; 100] = [7u8; 100];
 
 struct Bob {
     identity: IdentityKeyPair,
-    signed: SignedPreKeyRecord,
-    kyber: KyberPreKeyRecord,
-    one_time: PreKeyRecord,
-}
-
-impl PreKeySource for Bob {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.signed.id).then(|| self.signed.clone())
-    }
-    fn pre_key(&self, id: u32) -> Option<PreKeyRecord> {
-        (id == self.one_time.id).then(|| self.one_time.clone())
-    }
-    fn kyber_pre_key(&self, id: u32) -> Option<KyberPreKeyRecord> {
-        (id == self.kyber.id).then(|| self.kyber.clone())
-    }
+    keys: InMemoryPreKeys,
 }
 
 fn bob(rng: &mut StdRng) -> Bob {
     let identity = IdentityKeyPair::generate(rng);
-    Bob {
-        signed: SignedPreKeyRecord::generate(1, &identity, 0, rng),
-        kyber: KyberPreKeyRecord::generate(2, &identity, 0, rng),
-        one_time: PreKeyRecord::generate(3, rng),
-        identity,
-    }
+    let mut keys = InMemoryPreKeys::generate(&identity, 0, rng);
+    keys.add_one_time(3, rng);
+    Bob { identity, keys }
 }
 
 fn bundle(bob: &Bob, kyber: bool) -> PreKeyBundle {
-    PreKeyBundle {
-        registration_id: 2,
-        device_id: 1,
-        identity_key: *bob.identity.identity_key(),
-        pre_key: Some((3, bob.one_time.key_pair.public)),
-        signed_pre_key_id: 1,
-        signed_pre_key: bob.signed.key_pair.public,
-        signed_pre_key_signature: bob.signed.signature.to_vec(),
-        kyber_pre_key: kyber.then(|| KyberPreKeyPublic {
-            id: 2,
-            key: bob.kyber.key_pair.public.clone(),
-            signature: bob.kyber.signature.to_vec(),
-        }),
-    }
+    bob.keys
+        .bundle(&bob.identity, 2, 1, Some(3), kyber)
+        .expect("keys exist")
 }
 
 /// Full setup: verify the bundle, initiate, encrypt the first message, respond, decrypt.
@@ -80,7 +50,7 @@ fn setup(
         unreachable!()
     };
     let mut b = SessionRecord::new();
-    session::decrypt_pre_key(&mut b, &bob.identity, 2, bob, &first, None, rng).expect("dec");
+    session::decrypt_pre_key(&mut b, &bob.identity, 2, &bob.keys, &first, None, rng).expect("dec");
     (a, b)
 }
 

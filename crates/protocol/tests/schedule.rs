@@ -4,30 +4,12 @@
 use confianza_protocol::keys::{IdentityKeyPair, PublicKey};
 use confianza_protocol::limits::MAX_RECEIVER_CHAINS;
 use confianza_protocol::message::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
-use confianza_protocol::prekeys::{
-    KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
-};
-use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::prekeys::InMemoryPreKeys;
+use confianza_protocol::session::{self, EncryptOptions};
 use confianza_protocol::state::SessionRecord;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-struct Keys {
-    signed: SignedPreKeyRecord,
-}
-
-impl PreKeySource for Keys {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.signed.id).then(|| self.signed.clone())
-    }
-    fn pre_key(&self, _: u32) -> Option<PreKeyRecord> {
-        None
-    }
-    fn kyber_pre_key(&self, _: u32) -> Option<KyberPreKeyRecord> {
-        None
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -55,21 +37,12 @@ fn established(seed: u64) -> ([Side; 2], StdRng) {
     let mut rng = StdRng::seed_from_u64(seed);
     let alice = IdentityKeyPair::generate(&mut rng);
     let bob = IdentityKeyPair::generate(&mut rng);
-    let keys = Keys {
-        signed: SignedPreKeyRecord::generate(1, &bob, 0, &mut rng),
-    };
-    let bundle = PreKeyBundle {
-        registration_id: 2,
-        device_id: 1,
-        identity_key: *bob.identity_key(),
-        pre_key: None,
-        signed_pre_key_id: 1,
-        signed_pre_key: keys.signed.key_pair.public,
-        signed_pre_key_signature: keys.signed.signature.to_vec(),
-        kyber_pre_key: None,
-    }
-    .verify()
-    .expect("verifies");
+    let keys = InMemoryPreKeys::generate(&bob, 0, &mut rng);
+    let bundle = keys
+        .bundle(&bob, 2, 1, None, false)
+        .expect("keys exist")
+        .verify()
+        .expect("verifies");
     let mut a = SessionRecord::new();
     session::process_bundle(&mut a, &alice, 1, &bundle, 0, &mut rng).expect("setup");
     let first = session::encrypt(&mut a, b"hi", EncryptOptions::default(), 0).expect("enc");

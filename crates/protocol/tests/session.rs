@@ -8,10 +8,8 @@ use confianza_protocol::limits::{
     MAX_UNACKNOWLEDGED_SESSION_AGE_SECS,
 };
 use confianza_protocol::message::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
-use confianza_protocol::prekeys::{
-    KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
-};
-use confianza_protocol::session::{self, DecryptError, EncryptError, EncryptOptions, PreKeySource};
+use confianza_protocol::prekeys::{InMemoryPreKeys, PreKeyBundle};
+use confianza_protocol::session::{self, DecryptError, EncryptError, EncryptOptions};
 use confianza_protocol::state::SessionRecord;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -19,24 +17,10 @@ use rand::rngs::StdRng;
 struct Party {
     identity: IdentityKeyPair,
     registration_id: u32,
-    signed: SignedPreKeyRecord,
-    kyber: KyberPreKeyRecord,
-    one_time: HashMap<u32, PreKeyRecord>,
+    keys: InMemoryPreKeys,
     next_id: u32,
     /// Sessions by peer name.
     sessions: HashMap<&'static str, SessionRecord>,
-}
-
-impl PreKeySource for Party {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.signed.id).then(|| self.signed.clone())
-    }
-    fn pre_key(&self, id: u32) -> Option<PreKeyRecord> {
-        self.one_time.get(&id).cloned()
-    }
-    fn kyber_pre_key(&self, id: u32) -> Option<KyberPreKeyRecord> {
-        (id == self.kyber.id).then(|| self.kyber.clone())
-    }
 }
 
 const NOW: u64 = 1_700_000_000;
@@ -45,38 +29,23 @@ impl Party {
     fn new(registration_id: u32, rng: &mut StdRng) -> Self {
         let identity = IdentityKeyPair::generate(rng);
         Self {
-            signed: SignedPreKeyRecord::generate(1, &identity, NOW, rng),
-            kyber: KyberPreKeyRecord::generate(7, &identity, NOW, rng),
+            keys: InMemoryPreKeys::generate(&identity, NOW, rng),
             identity,
             registration_id,
-            one_time: HashMap::new(),
             next_id: 100,
             sessions: HashMap::new(),
         }
     }
 
     fn bundle(&mut self, one_time: bool, kyber: bool, rng: &mut StdRng) -> PreKeyBundle {
-        let pre_key = one_time.then(|| {
-            let record = PreKeyRecord::generate(self.next_id, rng);
+        let id = one_time.then(|| {
             self.next_id += 1;
-            let public = (record.id, record.key_pair.public);
-            self.one_time.insert(record.id, record);
-            public
+            self.keys.add_one_time(self.next_id, rng);
+            self.next_id
         });
-        PreKeyBundle {
-            registration_id: self.registration_id,
-            device_id: 1,
-            identity_key: *self.identity.identity_key(),
-            pre_key,
-            signed_pre_key_id: self.signed.id,
-            signed_pre_key: self.signed.key_pair.public,
-            signed_pre_key_signature: self.signed.signature.to_vec(),
-            kyber_pre_key: kyber.then(|| KyberPreKeyPublic {
-                id: self.kyber.id,
-                key: self.kyber.key_pair.public.clone(),
-                signature: self.kyber.signature.to_vec(),
-            }),
-        }
+        self.keys
+            .bundle(&self.identity, self.registration_id, 1, id, kyber)
+            .expect("keys exist")
     }
 
     fn start(&mut self, peer: &'static str, bundle: PreKeyBundle, rng: &mut StdRng) {
@@ -126,16 +95,14 @@ impl Party {
                     &mut record,
                     &self.identity,
                     self.registration_id,
-                    &*self,
+                    &self.keys,
                     &parsed,
                     None,
                     rng,
                 );
                 self.sessions.insert(from, record);
                 let outcome = result?;
-                if let Some(id) = outcome.consumed_pre_key {
-                    self.one_time.remove(&id);
-                }
+                self.keys.consume(&outcome);
                 Ok(outcome.plaintext)
             }
         }
@@ -178,12 +145,15 @@ fn setup_in_every_variant() {
         assert_eq!(prekey.message_version(), if kyber { 4 } else { 3 });
         assert_eq!(prekey.serialized()[0], if kyber { 0x44 } else { 0x34 });
         assert_eq!(prekey.pre_key_id().is_some(), one_time);
-        let unused_before = bob.one_time.len();
+        let unused_before = bob.keys.one_time.len();
         assert_eq!(
             bob.receive("alice", &first, &mut rng).expect("ok"),
             b"first"
         );
-        assert_eq!(bob.one_time.len(), unused_before - usize::from(one_time));
+        assert_eq!(
+            bob.keys.one_time.len(),
+            unused_before - usize::from(one_time)
+        );
         let second = alice.send("bob", b"second");
         assert!(
             matches!(second, CiphertextMessage::PreKey(_)),
@@ -242,13 +212,13 @@ fn one_time_prekey_is_kept_when_the_first_message_fails() {
         bob.receive("alice", &forged, &mut rng),
         Err(DecryptError::PreKeyDecryptionFailed(_))
     ));
-    assert_eq!(bob.one_time.len(), 1, "one-time prekey not consumed");
+    assert_eq!(bob.keys.one_time.len(), 1, "one-time prekey not consumed");
     assert!(!bob.sessions["alice"].has_current_state());
     assert_eq!(
         bob.receive("alice", &first, &mut rng).expect("ok"),
         b"hello"
     );
-    assert!(bob.one_time.is_empty());
+    assert!(bob.keys.one_time.is_empty());
 }
 
 #[test]

@@ -3,32 +3,14 @@
 use confianza_protocol::keys::IdentityKeyPair;
 use confianza_protocol::message::CiphertextMessage;
 use confianza_protocol::prekeys::{
-    KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
+    InMemoryPreKeys, KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord,
 };
-use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::session::{self, EncryptOptions};
 use confianza_protocol::snapshot::SnapshotError;
 use confianza_protocol::state::SessionRecord;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-struct Keys {
-    signed: SignedPreKeyRecord,
-    kyber: KyberPreKeyRecord,
-    one_time: PreKeyRecord,
-}
-
-impl PreKeySource for Keys {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.signed.id).then(|| self.signed.clone())
-    }
-    fn pre_key(&self, id: u32) -> Option<PreKeyRecord> {
-        (id == self.one_time.id).then(|| self.one_time.clone())
-    }
-    fn kyber_pre_key(&self, id: u32) -> Option<KyberPreKeyRecord> {
-        (id == self.kyber.id).then(|| self.kyber.clone())
-    }
-}
 
 fn restore(record: &SessionRecord) -> SessionRecord {
     SessionRecord::from_snapshot(&record.snapshot()).expect("own snapshot loads")
@@ -39,35 +21,24 @@ fn sessions() -> (SessionRecord, SessionRecord, StdRng) {
     let alice = IdentityKeyPair::generate(&mut rng);
     let bob = IdentityKeyPair::generate(&mut rng);
     // Every Bob key goes through its snapshot before use.
-    let keys = Keys {
-        signed: SignedPreKeyRecord::from_snapshot(
-            &SignedPreKeyRecord::generate(1, &bob, 5, &mut rng).snapshot(),
-        )
-        .expect("loads"),
-        kyber: KyberPreKeyRecord::from_snapshot(
-            &KyberPreKeyRecord::generate(2, &bob, 5, &mut rng).snapshot(),
-        )
-        .expect("loads"),
-        one_time: PreKeyRecord::from_snapshot(&PreKeyRecord::generate(3, &mut rng).snapshot())
-            .expect("loads"),
-    };
+    let mut keys = InMemoryPreKeys::default();
+    let signed = SignedPreKeyRecord::generate(1, &bob, 5, &mut rng).snapshot();
+    let kyber = KyberPreKeyRecord::generate(2, &bob, 5, &mut rng).snapshot();
+    let one_time = PreKeyRecord::generate(3, &mut rng).snapshot();
+    keys.signed.insert(
+        1,
+        SignedPreKeyRecord::from_snapshot(&signed).expect("loads"),
+    );
+    keys.kyber
+        .insert(2, KyberPreKeyRecord::from_snapshot(&kyber).expect("loads"));
+    keys.one_time
+        .insert(3, PreKeyRecord::from_snapshot(&one_time).expect("loads"));
     let bob = IdentityKeyPair::from_snapshot(&bob.snapshot()).expect("loads");
-    let bundle = PreKeyBundle {
-        registration_id: 2,
-        device_id: 1,
-        identity_key: *bob.identity_key(),
-        pre_key: Some((3, keys.one_time.key_pair.public)),
-        signed_pre_key_id: 1,
-        signed_pre_key: keys.signed.key_pair.public,
-        signed_pre_key_signature: keys.signed.signature.to_vec(),
-        kyber_pre_key: Some(KyberPreKeyPublic {
-            id: 2,
-            key: keys.kyber.key_pair.public.clone(),
-            signature: keys.kyber.signature.to_vec(),
-        }),
-    }
-    .verify()
-    .expect("verifies");
+    let bundle = keys
+        .bundle(&bob, 2, 1, Some(3), true)
+        .expect("keys exist")
+        .verify()
+        .expect("verifies");
     let mut a = SessionRecord::new();
     session::process_bundle(&mut a, &alice, 1, &bundle, 0, &mut rng).expect("setup");
     let mut a = restore(&a);

@@ -12,13 +12,11 @@ use confianza_protocol::fingerprint::{Fingerprint, Iterations, Party, ScannableV
 use confianza_protocol::kem::KemPublicKey;
 use confianza_protocol::keys::{IdentityKey, IdentityKeyPair, PublicKey};
 use confianza_protocol::message::{PreKeySignalMessage, SignalMessage};
-use confianza_protocol::prekeys::{
-    KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
-};
+use confianza_protocol::prekeys::{InMemoryPreKeys, KyberPreKeyPublic, PreKeyBundle};
 use confianza_protocol::sender_keys::{
     DistributionId, SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord,
 };
-use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::session::{self, EncryptOptions};
 use confianza_protocol::state::SessionRecord;
 use serde_json::{Value, json};
 
@@ -62,22 +60,8 @@ struct Account {
     device_id: u32,
     registration_id: u32,
     identity: IdentityKeyPair,
-    signed_pre_key: SignedPreKeyRecord,
-    kyber_pre_key: KyberPreKeyRecord,
-    pre_keys: HashMap<u32, PreKeyRecord>,
+    keys: InMemoryPreKeys,
     next_pre_key_id: u32,
-}
-
-impl PreKeySource for Account {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.signed_pre_key.id).then(|| self.signed_pre_key.clone())
-    }
-    fn pre_key(&self, id: u32) -> Option<PreKeyRecord> {
-        self.pre_keys.get(&id).cloned()
-    }
-    fn kyber_pre_key(&self, id: u32) -> Option<KyberPreKeyRecord> {
-        (id == self.kyber_pre_key.id).then(|| self.kyber_pre_key.clone())
-    }
 }
 
 struct Peer {
@@ -308,10 +292,8 @@ impl Peer {
             name: text(request, "name")?.to_owned(),
             device_id: device(request)?,
             registration_id,
-            signed_pre_key: SignedPreKeyRecord::generate(1, &identity, now(), &mut rng),
-            kyber_pre_key: KyberPreKeyRecord::generate(1, &identity, now(), &mut rng),
+            keys: InMemoryPreKeys::generate(&identity, now(), &mut rng),
             identity,
-            pre_keys: HashMap::new(),
             next_pre_key_id: 1,
         };
         let reply = json!({
@@ -329,28 +311,39 @@ impl Peer {
             .account
             .as_mut()
             .ok_or_else(|| Failure::new("NotInitialized", "send init first"))?;
-        let spk = &account.signed_pre_key;
-        let mut reply = json!({
-            "registration_id": account.registration_id,
-            "device_id": account.device_id,
-            "identity_key": B64.encode(account.identity.identity_key().serialize()),
-            "signed_prekey_id": spk.id,
-            "signed_prekey": B64.encode(spk.key_pair.public.serialize()),
-            "signed_prekey_signature": B64.encode(spk.signature),
-        });
-        if !no_prekey {
+        // Each call mints a fresh one-time pre-key; the signed and Kyber pre-keys are reused.
+        let one_time = (!no_prekey).then(|| {
             let id = account.next_pre_key_id;
             account.next_pre_key_id += 1;
-            let record = PreKeyRecord::generate(id, &mut rand::rng());
+            account.keys.add_one_time(id, &mut rand::rng());
+            id
+        });
+        let bundle = account
+            .keys
+            .bundle(
+                &account.identity,
+                account.registration_id,
+                account.device_id,
+                one_time,
+                kyber,
+            )
+            .ok_or_else(|| Failure::new("NotInitialized", "no signed pre-key"))?;
+        let mut reply = json!({
+            "registration_id": bundle.registration_id,
+            "device_id": bundle.device_id,
+            "identity_key": B64.encode(bundle.identity_key.serialize()),
+            "signed_prekey_id": bundle.signed_pre_key_id,
+            "signed_prekey": B64.encode(bundle.signed_pre_key.serialize()),
+            "signed_prekey_signature": B64.encode(&bundle.signed_pre_key_signature),
+        });
+        if let Some((id, key)) = bundle.pre_key {
             reply["prekey_id"] = json!(id);
-            reply["prekey"] = json!(B64.encode(record.key_pair.public.serialize()));
-            account.pre_keys.insert(id, record);
+            reply["prekey"] = json!(B64.encode(key.serialize()));
         }
-        if kyber {
-            let kyber = &account.kyber_pre_key;
+        if let Some(kyber) = &bundle.kyber_pre_key {
             reply["kyber_prekey_id"] = json!(kyber.id);
-            reply["kyber_prekey"] = json!(B64.encode(kyber.key_pair.public.serialize()));
-            reply["kyber_prekey_signature"] = json!(B64.encode(kyber.signature));
+            reply["kyber_prekey"] = json!(B64.encode(kyber.key.serialize()));
+            reply["kyber_prekey_signature"] = json!(B64.encode(&kyber.signature));
         }
         Ok(reply)
     }
@@ -426,15 +419,13 @@ impl Peer {
                     record,
                     &account.identity,
                     account.registration_id,
-                    &*account,
+                    &account.keys,
                     &message,
                     expected.as_ref(),
                     &mut rng,
                 )
                 .map_err(Failure::from_error)?;
-                if let Some(id) = outcome.consumed_pre_key {
-                    account.pre_keys.remove(&id);
-                }
+                account.keys.consume(&outcome);
                 outcome.plaintext
             }
             "whisper" => {

@@ -22,12 +22,12 @@ use confianza_protocol::fingerprint::{Fingerprint, Iterations, Party, ScannableV
 use confianza_protocol::keys::IdentityKeyPair;
 use confianza_protocol::message::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
 use confianza_protocol::prekeys::{
-    KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord,
+    InMemoryPreKeys, KyberPreKeyPublic, KyberPreKeyRecord, PreKeyBundle, SignedPreKeyRecord,
 };
 use confianza_protocol::sender_keys::{
     DistributionId, SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord,
 };
-use confianza_protocol::session::{self, EncryptOptions, PreKeySource};
+use confianza_protocol::session::{self, EncryptOptions};
 use confianza_protocol::state::SessionRecord;
 use confianza_protocol::xeddsa;
 use der::{Decode, Encode};
@@ -196,24 +196,10 @@ struct User {
     address: &'static str,
     identity: IdentityKeyPair,
     certificate: Vec<u8>,
-    signed: SignedPreKeyRecord,
-    kyber: KyberPreKeyRecord,
-    one_time: HashMap<u32, PreKeyRecord>,
+    keys: InMemoryPreKeys,
     sessions: HashMap<&'static str, SessionRecord>,
     /// Sender keys by (sender, group).
     sender_keys: HashMap<(&'static str, DistributionId), SenderKeyRecord>,
-}
-
-impl PreKeySource for User {
-    fn signed_pre_key(&self, id: u32) -> Option<SignedPreKeyRecord> {
-        (id == self.signed.id).then(|| self.signed.clone())
-    }
-    fn pre_key(&self, id: u32) -> Option<PreKeyRecord> {
-        self.one_time.get(&id).cloned()
-    }
-    fn kyber_pre_key(&self, id: u32) -> Option<KyberPreKeyRecord> {
-        (id == self.kyber.id).then(|| self.kyber.clone())
-    }
 }
 
 /// What the directory hands out: a bundle and the certificate for its identity key.
@@ -231,46 +217,30 @@ impl User {
     ) -> Result<Self> {
         let identity = IdentityKeyPair::generate(rng);
         let certificate = pki.enroll(address, &identity, now, rng)?;
-        let mut one_time = HashMap::new();
+        let mut keys = InMemoryPreKeys::generate(&identity, unix(now), rng);
         for id in 1..=5 {
-            one_time.insert(id, PreKeyRecord::generate(id, rng));
+            keys.add_one_time(id, rng);
         }
         Ok(Self {
             address,
-            signed: SignedPreKeyRecord::generate(1, &identity, unix(now), rng),
-            kyber: KyberPreKeyRecord::generate(1, &identity, unix(now), rng),
             identity,
             certificate,
-            one_time,
+            keys,
             sessions: HashMap::new(),
             sender_keys: HashMap::new(),
         })
     }
 
-    fn publish(&self) -> Published {
-        let (id, key) = self
-            .one_time
-            .iter()
-            .next()
-            .map(|(id, k)| (*id, k.key_pair.public))
-            .unzip();
-        Published {
-            bundle: PreKeyBundle {
-                registration_id: 1,
-                device_id: 1,
-                identity_key: *self.identity.identity_key(),
-                pre_key: id.zip(key),
-                signed_pre_key_id: self.signed.id,
-                signed_pre_key: self.signed.key_pair.public,
-                signed_pre_key_signature: self.signed.signature.to_vec(),
-                kyber_pre_key: Some(KyberPreKeyPublic {
-                    id: self.kyber.id,
-                    key: self.kyber.key_pair.public.clone(),
-                    signature: self.kyber.signature.to_vec(),
-                }),
-            },
+    fn publish(&self) -> Result<Published> {
+        let one_time = self.keys.one_time.keys().min().copied();
+        let bundle = self
+            .keys
+            .bundle(&self.identity, 1, 1, one_time, true)
+            .context("no signed pre-key")?;
+        Ok(Published {
+            bundle,
             certificate: self.certificate.clone(),
-        }
+        })
     }
 
     fn send(
@@ -303,16 +273,14 @@ impl User {
                 &mut record,
                 &self.identity,
                 1,
-                &*self,
+                &self.keys,
                 &prekey,
                 None,
                 rng,
             );
             self.sessions.insert(from, record);
             let outcome = outcome?;
-            if let Some(id) = outcome.consumed_pre_key {
-                self.one_time.remove(&id);
-            }
+            self.keys.consume(&outcome);
             return Ok(outcome.plaintext);
         }
         let message = SignalMessage::deserialize(message)?;
@@ -408,7 +376,7 @@ pub fn run(_args: &Args) -> Result<()> {
 
     section(3, "A man in the middle hands alice a forged bundle for bob");
     let mallory = IdentityKeyPair::generate(&mut rng);
-    let mut forged = bob.publish();
+    let mut forged = bob.publish()?;
     forged.bundle.identity_key = *mallory.identity_key();
     let spk = SignedPreKeyRecord::generate(9, &mallory, unix(now), &mut rng);
     let kyber = KyberPreKeyRecord::generate(9, &mallory, unix(now), &mut rng);
@@ -433,7 +401,7 @@ pub fn run(_args: &Args) -> Result<()> {
     }
     say("mallory runs her own CA and enrolls \"bob\" there:");
     let rogue = Pki::create(now, &mut rng)?;
-    let mut forged_cert = bob.publish();
+    let mut forged_cert = bob.publish()?;
     forged_cert.certificate = {
         let mut rogue = rogue;
         rogue.enroll("bob@example.org", &mallory, now, &mut rng)?
@@ -458,7 +426,7 @@ pub fn run(_args: &Args) -> Result<()> {
         "Alice checks bob's real bundle and sets up a PQXDH session (version 4)",
     );
     let verified = check_bundle(
-        &bob.publish(),
+        &bob.publish()?,
         bob.address,
         &root_der,
         &intermediate_der,
@@ -519,7 +487,7 @@ pub fn run(_args: &Args) -> Result<()> {
     // Sessions between every pair carry the distribution messages.
     for (a, b) in [(0usize, 2usize), (1, 2)] {
         let users = [&mut alice, &mut bob, &mut carol];
-        let published = users[b].publish();
+        let published = users[b].publish()?;
         let address_b = users[b].address;
         let address_a = users[a].address;
         let verified = check_bundle(
@@ -726,7 +694,7 @@ pub fn run(_args: &Args) -> Result<()> {
     ));
     let crls = CrlSet::new(vec![path::parse_crl(&crl)?]);
     match check_bundle(
-        &bob.publish(),
+        &bob.publish()?,
         bob.address,
         &root_der,
         &intermediate_der,
