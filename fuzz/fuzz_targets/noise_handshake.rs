@@ -6,6 +6,8 @@ use rand::rngs::StdRng;
 
 fuzz_target!(|data: &[u8]| {
     let mut rng = StdRng::seed_from_u64(7);
-    assert!(!confianza_noise::fuzzing::server_read_first_message(data, &mut rng));
+    assert!(!confianza_noise::fuzzing::server_read_first_message(
+        data, &mut rng
+    ));
     let _ = confianza_noise::fuzzing::client_read_response(data, &mut rng);
 });

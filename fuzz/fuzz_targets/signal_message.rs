@@ -7,6 +7,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = SignalMessage::deserialize(data) {
         assert_eq!(message.serialized(), data);
-        let _ = (message.counter(), message.previous_counter(), message.body().len());
+        let _ = (
+            message.counter(),
+            message.previous_counter(),
+            message.body().len(),
+        );
     }
 });
