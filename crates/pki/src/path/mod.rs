@@ -128,6 +128,24 @@ impl Default for PathOptions<'_> {
     }
 }
 
+/// `": keyCompromise"` and the like, in RFC 5280's spelling; nothing when no reason was given.
+fn revocation_reason_text(reason: &Option<CrlReason>) -> String {
+    let name = match reason {
+        None => return String::new(),
+        Some(CrlReason::Unspecified) => "unspecified",
+        Some(CrlReason::KeyCompromise) => "keyCompromise",
+        Some(CrlReason::CaCompromise) => "cACompromise",
+        Some(CrlReason::AffiliationChanged) => "affiliationChanged",
+        Some(CrlReason::Superseded) => "superseded",
+        Some(CrlReason::CessationOfOperation) => "cessationOfOperation",
+        Some(CrlReason::CertificateHold) => "certificateHold",
+        Some(CrlReason::RemoveFromCRL) => "removeFromCRL",
+        Some(CrlReason::PrivilegeWithdrawn) => "privilegeWithdrawn",
+        Some(CrlReason::AaCompromise) => "aACompromise",
+    };
+    format!(" ({name})")
+}
+
 /// Where in the path a problem is: 0 is the end entity, counting up towards the anchor.
 pub type Depth = usize;
 
@@ -209,7 +227,10 @@ pub enum PathError {
         reason: &'static str,
     },
     /// The certificate is revoked.
-    #[error("certificate at depth {depth} is revoked (reason {reason:?})")]
+    #[error(
+        "certificate at depth {depth} is revoked{}",
+        revocation_reason_text(reason)
+    )]
     Revoked {
         /// The revoked certificate.
         depth: Depth,
