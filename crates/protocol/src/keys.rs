@@ -4,6 +4,8 @@
 //! X25519 u-coordinate. Parsing tolerates trailing bytes, as Signal's library does, so compare
 //! parsed keys, never raw input. A private key is 32 bytes, clamped when loaded.
 
+use std::sync::OnceLock;
+
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::clamp_integer;
 use rand_core::CryptoRng;
@@ -107,14 +109,20 @@ impl std::fmt::Debug for PublicKey {
 
 /// A Curve25519 private key (clamped X25519 scalar). Zeroized on drop; no `Debug`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct PrivateKey([u8; 32]);
+pub struct PrivateKey {
+    scalar: [u8; 32],
+    /// The Edwards public key `a·B` that XEdDSA signs with, computed on the first signature and
+    /// kept: a signing key (identity, sender key) signs many times. Public, so not zeroized.
+    #[zeroize(skip)]
+    edwards_public: OnceLock<[u8; 32]>,
+}
 
 impl PrivateKey {
     /// A fresh random key.
     pub fn generate(rng: &mut impl CryptoRng) -> Self {
         let mut bytes = [0u8; 32];
         rng.fill_bytes(&mut bytes);
-        let key = Self(clamp_integer(bytes));
+        let key = Self::from_clamped(clamp_integer(bytes));
         bytes.zeroize();
         key
     }
@@ -124,22 +132,29 @@ impl PrivateKey {
         let raw: [u8; 32] = bytes
             .try_into()
             .map_err(|_| KeyError::BadPrivateKeyLength(bytes.len()))?;
-        Ok(Self(clamp_integer(raw)))
+        Ok(Self::from_clamped(clamp_integer(raw)))
+    }
+
+    fn from_clamped(scalar: [u8; 32]) -> Self {
+        Self {
+            scalar,
+            edwards_public: OnceLock::new(),
+        }
     }
 
     /// The raw 32 bytes, for snapshots only.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0
+        self.scalar
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(MontgomeryPoint::mul_base_clamped(self.0).to_bytes())
+        PublicKey(MontgomeryPoint::mul_base_clamped(self.scalar).to_bytes())
     }
 
     /// X25519 with `their` key; an all-zero result (small-order input) is refused.
     pub fn agree(&self, their: &PublicKey) -> Result<SharedSecret, KeyError> {
-        let shared = x25519(&self.0, &their.0);
+        let shared = x25519(&self.scalar, &their.0);
         if bool::from(shared.ct_eq(&[0u8; 32])) {
             return Err(KeyError::ZeroSharedSecret);
         }
@@ -150,7 +165,10 @@ impl PrivateKey {
     pub fn sign(&self, message: &[u8], rng: &mut impl CryptoRng) -> [u8; xeddsa::SIGNATURE_LENGTH] {
         let mut random = [0u8; 64];
         rng.fill_bytes(&mut random);
-        let signature = xeddsa::sign(&self.0, message, &random);
+        let public = self
+            .edwards_public
+            .get_or_init(|| xeddsa::edwards_public(&self.scalar));
+        let signature = xeddsa::sign_with_public(&self.scalar, public, message, &random);
         random.zeroize();
         signature
     }

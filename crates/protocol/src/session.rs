@@ -315,6 +315,9 @@ pub fn encrypt(
 }
 
 /// How a successful decryption changes the state, applied only after the MAC checked out.
+// One lives on the stack for the length of a decryption; boxing the big variant would cost an
+// allocation per DH step for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Update {
     UseSkipped {
         chain: usize,

@@ -27,10 +27,31 @@ pub const SIGNATURE_LENGTH: usize = 64;
 /// the 64 bytes of fresh randomness `Z`. Callers pass bytes from a CSPRNG; fixed bytes are only
 /// for known-answer tests.
 pub fn sign(private_key: &[u8; 32], message: &[u8], random: &[u8; 64]) -> [u8; SIGNATURE_LENGTH] {
+    sign_with_public(private_key, &edwards_public(private_key), message, random)
+}
+
+/// The compressed Edwards point `A = a·B` of a private key: what [`sign_with_public`] needs,
+/// worth keeping for a key that signs often.
+pub fn edwards_public(private_key: &[u8; 32]) -> [u8; 32] {
     let mut clamped = clamp_integer(*private_key);
     let mut a = Scalar::from_bytes_mod_order(clamped);
-    let public = EdwardsPoint::mul_base(&a).compress();
-    let sign_bit = public.as_bytes()[31] & 0x80;
+    let public = EdwardsPoint::mul_base(&a).compress().to_bytes();
+    clamped.zeroize();
+    a.zeroize();
+    public
+}
+
+/// [`sign`] with the key's Edwards public point already computed ([`edwards_public`]); one
+/// base-point multiplication instead of two.
+pub fn sign_with_public(
+    private_key: &[u8; 32],
+    edwards_public: &[u8; 32],
+    message: &[u8],
+    random: &[u8; 64],
+) -> [u8; SIGNATURE_LENGTH] {
+    let mut clamped = clamp_integer(*private_key);
+    let mut a = Scalar::from_bytes_mod_order(clamped);
+    let sign_bit = edwards_public[31] & 0x80;
 
     let mut hash1_prefix = [0xFFu8; 32];
     hash1_prefix[0] = 0xFE;
@@ -44,7 +65,7 @@ pub fn sign(private_key: &[u8; 32], message: &[u8], random: &[u8; 64]) -> [u8; S
 
     let mut challenge = Sha512::new();
     challenge.update(cap_r.as_bytes());
-    challenge.update(public.as_bytes());
+    challenge.update(edwards_public);
     challenge.update(message);
     let h = wide_scalar(challenge);
     let s = h * a + r;
