@@ -1,6 +1,5 @@
-//! Shared helpers for the integration tests: a CA hierarchy, RA officers, and a test-only
-//! XEdDSA (Signal's variant, written from the XEdDSA specification) so identity requests carry
-//! a real proof of possession.
+//! Shared helpers for the integration tests: a CA hierarchy, RA officers, and identity keys
+//! from the protocol crate so identity requests carry a real XEdDSA proof of possession.
 #![allow(dead_code)]
 
 use std::time::{Duration, SystemTime};
@@ -10,11 +9,8 @@ use confianza_pki::csr::{self, IdentityRequest, VerifiedIdentityRequest};
 use confianza_pki::profile::CertificateTemplate;
 use confianza_pki::ra::ApprovedRequest;
 use confianza_pki::signer::{CaAlgorithm, CaKey};
-use curve25519_dalek::edwards::EdwardsPoint;
-use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::scalar::Scalar;
+use confianza_protocol::keys::IdentityKeyPair;
 use rand::{Rng, SeedableRng};
-use sha2::{Digest, Sha512};
 
 pub type TestRng = rand::rngs::StdRng;
 
@@ -35,70 +31,28 @@ pub fn urls(name: &str) -> IssuerUrls {
     }
 }
 
-/// An X25519 identity key pair: the clamped private scalar bytes and the public u-coordinate.
+/// An X25519 identity key pair (the protocol crate's), with its public u-coordinate.
 pub struct IdentityKey {
-    pub private: [u8; 32],
+    pair: IdentityKeyPair,
     pub public: [u8; 32],
 }
 
 impl IdentityKey {
     pub fn generate(rng: &mut TestRng) -> Self {
-        let mut private = [0u8; 32];
-        rng.fill_bytes(&mut private);
-        private[0] &= 248;
-        private[31] &= 127;
-        private[31] |= 64;
-        let public = MontgomeryPoint::mul_base_clamped(private).to_bytes();
-        Self { private, public }
+        let pair = IdentityKeyPair::generate(rng);
+        let public = *pair.identity_key().public_key().u();
+        Self { pair, public }
     }
 
-    /// XEdDSA signature (Signal's variant: the Edwards sign bit goes into bit 7 of byte 63).
+    /// XEdDSA signature (Signal's variant), as a client makes it.
     pub fn sign(&self, message: &[u8], rng: &mut TestRng) -> [u8; 64] {
-        let a = Scalar::from_bytes_mod_order(self.private);
-        let big_a = EdwardsPoint::mul_base(&a).compress();
-        let mut z = [0u8; 64];
-        rng.fill_bytes(&mut z);
-        let mut h = Sha512::new();
-        h.update([0xfe]);
-        h.update([0xff; 31]);
-        h.update(a.as_bytes());
-        h.update(message);
-        h.update(z);
-        let r = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-        let big_r = EdwardsPoint::mul_base(&r).compress();
-        let mut h = Sha512::new();
-        h.update(big_r.as_bytes());
-        h.update(big_a.as_bytes());
-        h.update(message);
-        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-        let s = r + k * a;
-        let mut sig = [0u8; 64];
-        sig[..32].copy_from_slice(big_r.as_bytes());
-        sig[32..].copy_from_slice(s.as_bytes());
-        sig[63] |= big_a.as_bytes()[31] & 0x80;
-        sig
+        self.pair.sign(message, rng)
     }
 }
 
-/// XEdDSA verification (Signal's variant).
+/// XEdDSA verification (Signal's variant), as the server wires it.
 pub fn xeddsa_verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let sign = signature[63] >> 7;
-    let Some(big_a) = MontgomeryPoint(*public).to_edwards(sign) else {
-        return false;
-    };
-    let mut s_bytes = [0u8; 32];
-    s_bytes.copy_from_slice(&signature[32..]);
-    s_bytes[31] &= 0x7f;
-    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-        return false;
-    };
-    let mut h = Sha512::new();
-    h.update(&signature[..32]);
-    h.update(big_a.compress().as_bytes());
-    h.update(message);
-    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &(-big_a), &s).compress();
-    check.as_bytes() == &signature[..32]
+    confianza_protocol::xeddsa::verify(public, message, signature)
 }
 
 /// A verified identity request for `address`, with a real XEdDSA proof of possession.
