@@ -887,39 +887,13 @@ pub fn group_decrypt(
 // Snapshots
 // ---------------------------------------------------------------------------------------------
 
-/// Snapshot layout: `SENDER_KEY_SNAPSHOT_VERSION ‖ protobuf RecordSnapshot`.
+/// Snapshot layout: `SENDER_KEY_SNAPSHOT_VERSION ‖ protobuf SenderKeyRecord`
+/// (`proto/snapshot.proto`).
 mod snapshot_pb {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RecordSnapshot {
-        #[prost(message, repeated, tag = "1")]
-        pub states: Vec<StateSnapshot>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StateSnapshot {
-        #[prost(uint32, optional, tag = "1")]
-        pub message_version: Option<u32>,
-        #[prost(uint32, optional, tag = "2")]
-        pub chain_id: Option<u32>,
-        #[prost(uint32, optional, tag = "3")]
-        pub iteration: Option<u32>,
-        #[prost(bytes = "vec", optional, tag = "4")]
-        pub chain_key: Option<Vec<u8>>,
-        #[prost(bytes = "vec", optional, tag = "5")]
-        pub signing_public: Option<Vec<u8>>,
-        #[prost(bytes = "vec", optional, tag = "6")]
-        pub signing_private: Option<Vec<u8>>,
-        #[prost(message, repeated, tag = "7")]
-        pub skipped: Vec<SkippedSnapshot>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SkippedSnapshot {
-        #[prost(uint32, optional, tag = "1")]
-        pub iteration: Option<u32>,
-        #[prost(bytes = "vec", optional, tag = "2")]
-        pub seed: Option<Vec<u8>>,
-    }
+    pub use crate::proto::snapshot::{
+        SenderKeyRecord as RecordSnapshot, SenderKeySkipped as SkippedSnapshot,
+        SenderKeyState as StateSnapshot,
+    };
 
     impl RecordSnapshot {
         /// Wipes the secrets held in the intermediate protobuf values.

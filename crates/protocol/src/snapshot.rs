@@ -199,14 +199,32 @@ fn state_from_pb(s: pb::SessionState) -> Result<SessionState, SnapshotError> {
     })
 }
 
+/// Wipes the secrets the intermediate protobuf value holds once it has been encoded.
+fn wipe_state(s: &mut pb::SessionState) {
+    use zeroize::Zeroize;
+    s.root_key.zeroize();
+    s.sender_ratchet_private.zeroize();
+    s.sender_chain_key.zeroize();
+    for receiver in &mut s.receivers {
+        receiver.chain_key.zeroize();
+        for skipped in &mut receiver.skipped {
+            skipped.seed.zeroize();
+        }
+    }
+}
+
 impl SessionRecord {
     /// The record's snapshot (contains private keys).
     pub fn snapshot(&self) -> Zeroizing<Vec<u8>> {
-        encode(&pb::SessionRecord {
+        let mut record = pb::SessionRecord {
             format: Some(FORMAT),
             current: self.current.as_ref().map(state_to_pb),
             previous: self.previous.iter().map(state_to_pb).collect(),
-        })
+        };
+        let out = encode(&record);
+        record.current.iter_mut().for_each(wipe_state);
+        record.previous.iter_mut().for_each(wipe_state);
+        out
     }
 
     /// Loads a snapshot made by [`SessionRecord::snapshot`].
