@@ -78,6 +78,16 @@ fn officer_csr_der(address: &str) -> Vec<u8> {
     })
 }
 
+/// An officer who enrolls user identities for `domain`.
+fn identity_officer(issuer: &Issuer, address: &str, domain: &str, rng: &mut TestRng) -> RaOfficer {
+    officer(
+        issuer,
+        address,
+        scope(&[CertificateKind::UserIdentity], &[domain]),
+        rng,
+    )
+}
+
 fn scope(kinds: &[CertificateKind], domains: &[&str]) -> RaScope {
     RaScope {
         kinds: kinds.to_vec(),
@@ -93,12 +103,7 @@ fn address(a: &str) -> SubjectName {
 fn enrollment_with_code_is_automatic_and_recorded() {
     let mut rng = rng(1);
     let h = ed25519_hierarchy(&mut rng);
-    let alice_ra = officer(
-        &h.intermediate,
-        "ra1@example.org",
-        scope(&[CertificateKind::UserIdentity], &["example.org"]),
-        &mut rng,
-    );
+    let alice_ra = identity_officer(&h.intermediate, "ra1@example.org", "example.org", &mut rng);
     let policy = RaPolicy::for_domains(&["example.org"]);
     let (code, mut stored) = alice_ra
         .create_enrollment_code(
@@ -216,18 +221,8 @@ fn enrollment_code_failures_are_typed() {
 fn manual_policy_and_officer_scopes() {
     let mut rng = rng(3);
     let h = ed25519_hierarchy(&mut rng);
-    let example_ra = officer(
-        &h.intermediate,
-        "ra@example.org",
-        scope(&[CertificateKind::UserIdentity], &["example.org"]),
-        &mut rng,
-    );
-    let other_ra = officer(
-        &h.intermediate,
-        "ra@other.org",
-        scope(&[CertificateKind::UserIdentity], &["other.org"]),
-        &mut rng,
-    );
+    let example_ra = identity_officer(&h.intermediate, "ra@example.org", "example.org", &mut rng);
+    let other_ra = identity_officer(&h.intermediate, "ra@other.org", "other.org", &mut rng);
     // Identity requests for example.org need an officer under a manual policy.
     let mut policy = RaPolicy::default();
     policy.set(CertificateKind::UserIdentity, ApprovalPolicy::Manual);
@@ -459,18 +454,8 @@ fn expiring_selects_unrenewed_unrevoked_certificates_in_the_window() {
 fn revocations_by_holder_and_officer_reach_the_crl() {
     let mut rng = rng(7);
     let h = ed25519_hierarchy(&mut rng);
-    let ra = officer(
-        &h.intermediate,
-        "ra@example.org",
-        scope(&[CertificateKind::UserIdentity], &["example.org"]),
-        &mut rng,
-    );
-    let other_ra = officer(
-        &h.intermediate,
-        "ra@other.org",
-        scope(&[CertificateKind::UserIdentity], &["other.org"]),
-        &mut rng,
-    );
+    let ra = identity_officer(&h.intermediate, "ra@example.org", "example.org", &mut rng);
+    let other_ra = identity_officer(&h.intermediate, "ra@other.org", "other.org", &mut rng);
     let a = common::issue_identity(&h, "ivan@example.org", &mut rng);
     let b = common::issue_identity(&h, "judy@example.org", &mut rng);
     let by_holder =
