@@ -98,38 +98,37 @@ fn attime() -> String {
         .to_string()
 }
 
+/// A private key made by `openssl genpkey ARGS`, as PKCS#8 DER.
+fn openssl_pkcs8(dir: &Scratch, name: &str, genpkey_args: &[&str]) -> Vec<u8> {
+    let pem = dir.path(&format!("{name}.pem"));
+    let der = dir.path(&format!("{name}.der"));
+    let mut args = vec!["genpkey"];
+    args.extend_from_slice(genpkey_args);
+    args.extend_from_slice(&["-out", s(&pem)]);
+    assert!(openssl(&args).ok, "genpkey {name}");
+    let to_der = [
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        s(&pem),
+        "-outform",
+        "DER",
+        "-out",
+        s(&der),
+    ];
+    assert!(openssl(&to_der).ok, "pkcs8 {name}");
+    std::fs::read(der).expect("read key")
+}
+
 /// An RSA-3072 PKCS#8 key from `openssl genpkey` (RSA generation in a debug build of the Rust
 /// code takes too long for a test; this also exercises PKCS#8 import of foreign keys).
 fn openssl_rsa_pkcs8(dir: &Scratch, name: &str) -> Vec<u8> {
-    let pem = dir.path(&format!("{name}.pem"));
-    let der = dir.path(&format!("{name}.der"));
-    assert!(
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:3072",
-            "-out",
-            s(&pem)
-        ])
-        .ok
-    );
-    assert!(
-        openssl(&[
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            s(&pem),
-            "-outform",
-            "DER",
-            "-out",
-            s(&der)
-        ])
-        .ok
-    );
-    std::fs::read(der).expect("read key")
+    openssl_pkcs8(
+        dir,
+        name,
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+    )
 }
 
 fn make_hierarchy(alg: CaAlgorithm, dir: &Scratch, rng: &mut TestRng) -> Hierarchy {
@@ -525,29 +524,7 @@ fn openssl_keys_import_only_when_fit_for_a_ca() {
     }
     use confianza_pki::signer::{CaKey, KeyError};
     let dir = Scratch::new("keys");
-    let make = |name: &str, args: &[&str]| -> Vec<u8> {
-        let pem = dir.path(&format!("{name}.pem"));
-        let der = dir.path(&format!("{name}.der"));
-        let mut a = vec!["genpkey"];
-        a.extend_from_slice(args);
-        a.extend_from_slice(&["-out", s(&pem)]);
-        assert!(openssl(&a).ok, "genpkey {name}");
-        assert!(
-            openssl(&[
-                "pkcs8",
-                "-topk8",
-                "-nocrypt",
-                "-in",
-                s(&pem),
-                "-outform",
-                "DER",
-                "-out",
-                s(&der)
-            ])
-            .ok
-        );
-        std::fs::read(der).expect("read")
-    };
+    let make = |name: &str, args: &[&str]| openssl_pkcs8(&dir, name, args);
     let ed = make("ed", &["-algorithm", "ed25519"]);
     assert_eq!(
         CaKey::from_pkcs8_der(&ed).map(|k| k.algorithm()).ok(),
