@@ -1,0 +1,294 @@
+//! The messaging half of the server's storage: accounts and devices, the prekey directory,
+//! mailboxes (with delivery receipts), groups, and blob metadata.
+//!
+//! [`MessageStore`] is implemented by the SQLite backend (embedded default) and the PostgreSQL
+//! backend (several nodes); `tests/store_conformance.rs` runs one suite against both. Every
+//! method is one transaction: it happens entirely or not at all, and a crash never leaves half
+//! of it behind.
+
+use std::future::Future;
+
+use confianza_api::{
+    BlobId, CiphertextType, ClientMessageId, DeliveryReceipt, EcPublicKey, Envelope, GroupId,
+    GroupMember, GroupSummary, KyberPreKey, NoisePublicKey, OneTimePreKey, PreKeyCount,
+    PreKeyUpload, SignedPreKey,
+};
+
+use super::StoreError;
+
+/// One device of one account: `alice@example.org` device 1.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceAddress {
+    pub address: String,
+    pub device_id: u32,
+}
+
+/// What enrollment records for a new device; the store assigns the device id (1 for an
+/// account's first device, then the next free one).
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub address: String,
+    pub registration_id: u32,
+    pub noise_key: NoisePublicKey,
+    pub identity_key: EcPublicKey,
+    /// DER of the identity certificate the CA issued for `identity_key`.
+    pub certificate: Vec<u8>,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub address: DeviceAddress,
+    pub registration_id: u32,
+    pub noise_key: NoisePublicKey,
+    pub identity_key: EcPublicKey,
+    pub certificate: Vec<u8>,
+    pub created_at_ms: u64,
+    pub last_seen_ms: u64,
+}
+
+/// The keys one bundle fetch hands out. The one-time prekey and a one-time Kyber prekey are
+/// removed from the directory in the same transaction that reads them, so no key is ever
+/// handed out twice (also under concurrent fetches on several nodes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedPreKeys {
+    pub registration_id: u32,
+    pub identity_key: EcPublicKey,
+    pub certificate: Vec<u8>,
+    pub signed_pre_key: SignedPreKey,
+    /// `None` when the device has run out.
+    pub one_time_pre_key: Option<OneTimePreKey>,
+    pub kyber_pre_key: KyberPreKey,
+    /// The one-time Kyber prekeys ran out and the last-resort key was served.
+    pub kyber_is_last_resort: bool,
+}
+
+/// One ciphertext for one or more recipient devices. A group send is one `NewMessage` with every
+/// member device as a recipient: the body is stored once and referenced per recipient.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub sender: DeviceAddress,
+    pub ciphertext_type: CiphertextType,
+    pub body: Vec<u8>,
+    pub client_message_id: ClientMessageId,
+    pub group_id: Option<GroupId>,
+    pub server_timestamp_ms: u64,
+    /// Deleted unread after this time (30 days after acceptance by default).
+    pub expires_at_ms: u64,
+    pub recipients: Vec<DeviceAddress>,
+}
+
+/// What happened to one [`NewMessage`] of an [`MessageStore::enqueue`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Stored; `new` lists the recipients it was newly queued for (the ones to wake up), and
+    /// `duplicates` counts the recipients that already had a message from this sender device
+    /// with this client message id.
+    Stored {
+        new: Vec<DeviceAddress>,
+        duplicates: u32,
+    },
+    /// Nothing was stored for any recipient: this one's queue holds the limit.
+    MailboxFull(DeviceAddress),
+    /// Nothing was stored: this recipient device does not exist.
+    UnknownRecipient(DeviceAddress),
+}
+
+/// A delivery receipt for the sender of acknowledged messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReceipt {
+    pub to: DeviceAddress,
+    pub receipt: DeliveryReceipt,
+    pub expires_at_ms: u64,
+}
+
+/// One entry of a device's mailbox, in the order it was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Strictly increasing per device; what the device acknowledges.
+    pub delivery_id: u64,
+    pub item: QueuedItem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueuedItem {
+    Envelope(Envelope),
+    Receipt(DeliveryReceipt),
+}
+
+/// An acknowledged envelope, for the delivery receipt owed to its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub sender: DeviceAddress,
+    pub client_message_id: ClientMessageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: GroupId,
+    pub name: String,
+    pub revision: u64,
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    pub id: BlobId,
+    pub owner: String,
+    pub size: u64,
+    /// Bytes stored so far; an upload resumes here.
+    pub received: u64,
+    pub expires_at_ms: u64,
+}
+
+impl BlobRecord {
+    pub fn complete(&self) -> bool {
+        self.received == self.size
+    }
+}
+
+/// Storage for the messaging service. See the module docs.
+pub trait MessageStore: Send + Sync + 'static {
+    // ---- accounts and devices ----
+
+    /// Records a new device. `Conflict` if the Noise key is already registered.
+    fn enroll(&self, device: NewDevice) -> impl Future<Output = Result<Device, StoreError>> + Send;
+    fn device_by_noise_key(
+        &self,
+        key: &NoisePublicKey,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+    /// Every device of an account, by device id; empty when the account does not exist.
+    fn devices(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<Device>, StoreError>> + Send;
+    /// Replaces a device's certificate (renewal). `NotFound` for an unknown device.
+    fn set_certificate(
+        &self,
+        device: &DeviceAddress,
+        certificate: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn touch(
+        &self,
+        device: &DeviceAddress,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // ---- prekey directory ----
+
+    /// Adds one-time keys (a key id already present is `Conflict`, nothing stored) and replaces
+    /// the signed prekey and the Kyber last-resort key when given.
+    fn upload_pre_keys(
+        &self,
+        device: &DeviceAddress,
+        upload: &PreKeyUpload,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Claims a bundle's keys atomically (see [`ClaimedPreKeys`]). `None` if the device does
+    /// not exist or has never uploaded a signed prekey and a Kyber last-resort key.
+    fn claim_pre_keys(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<Option<ClaimedPreKeys>, StoreError>> + Send;
+    fn pre_key_count(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<PreKeyCount, StoreError>> + Send;
+
+    // ---- mailboxes ----
+
+    /// Stores a batch durably in one commit (the caller batches concurrent sends so that
+    /// durability stays fast), one outcome per message in order. A message is stored for all
+    /// its recipients or for none. `max_queue` is the per-device queue limit.
+    fn enqueue(
+        &self,
+        messages: &[NewMessage],
+        max_queue: u64,
+    ) -> impl Future<Output = Result<Vec<EnqueueOutcome>, StoreError>> + Send;
+    fn enqueue_receipts(
+        &self,
+        receipts: &[NewReceipt],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` entries with a delivery id above `after`, oldest first.
+    fn pending(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Queued>, StoreError>> + Send;
+    /// Deletes acknowledged entries (unknown ids are ignored: acks may repeat after a
+    /// reconnect) and returns the envelopes among them, for delivery receipts.
+    fn acknowledge(
+        &self,
+        device: &DeviceAddress,
+        delivery_ids: &[u64],
+    ) -> impl Future<Output = Result<Vec<Acknowledged>, StoreError>> + Send;
+    fn queue_depth(
+        &self,
+        device: &DeviceAddress,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes expired mailbox entries (and bodies nobody references any more); returns how
+    /// many entries went.
+    fn expire_messages(&self, now_ms: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- groups ----
+
+    /// Creates a group with `creator` as its admin and `members` as plain members (revision 1).
+    /// `NotFound` if a member account does not exist.
+    fn create_group(
+        &self,
+        id: GroupId,
+        name: &str,
+        creator: &str,
+        members: &[String],
+    ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
+    /// `Forbidden` unless `actor` is an admin; bumps the revision.
+    fn add_members(
+        &self,
+        id: GroupId,
+        actor: &str,
+        members: &[String],
+    ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
+    /// `Forbidden` unless `actor` is an admin; bumps the revision.
+    fn remove_members(
+        &self,
+        id: GroupId,
+        actor: &str,
+        members: &[String],
+    ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
+    /// `Forbidden` if `member` is not in the group; bumps the revision.
+    fn leave_group(
+        &self,
+        id: GroupId,
+        member: &str,
+    ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
+    fn group(
+        &self,
+        id: GroupId,
+    ) -> impl Future<Output = Result<Option<GroupRecord>, StoreError>> + Send;
+    fn groups_of(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<GroupSummary>, StoreError>> + Send;
+
+    // ---- blob metadata (the bytes live in object storage) ----
+
+    fn create_blob(&self, blob: &BlobRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn blob(
+        &self,
+        id: BlobId,
+    ) -> impl Future<Output = Result<Option<BlobRecord>, StoreError>> + Send;
+    /// Moves `received` from `from` to `to` (compare-and-set): `Conflict` if it is not at
+    /// `from`, so two racing uploads of the same chunk cannot both succeed.
+    fn advance_blob(
+        &self,
+        id: BlobId,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes expired blob records and returns their ids (their objects are deleted next).
+    fn expire_blobs(
+        &self,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<BlobId>, StoreError>> + Send;
+}

@@ -1,0 +1,88 @@
+//! Durable state behind traits, with two backends: SQLite (embedded default, WAL) and
+//! PostgreSQL (several nodes). Both run the migrations in `migrations/{sqlite,postgres}` and pass
+//! the same conformance suites (`tests/store_conformance.rs`, `tests/ca_store.rs`).
+
+pub mod messages;
+
+pub use messages::*;
+
+/// What a store operation can fail with. Each variant maps to one API error code.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+
+/// An open database: the connection pool of one backend, migrated to the current schema.
+/// Each store (messages, CA) wraps a clone of it.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Opens `url` (`sqlite://PATH` — created if missing — or `postgres://…`) and runs the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            Self::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL: a commit is durable against process crashes (kill -9); a power
+                // loss may lose the last commits but never corrupts the file.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            Self::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else {
+            return Err(StoreError::NotFound(format!(
+                "database URL {url:?}: expected sqlite://PATH or postgres://…"
+            )));
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Opens the embedded SQLite database of a data directory.
+    pub async fn open_sqlite_file(path: &std::path::Path) -> Result<Self, StoreError> {
+        Self::connect(&format!("sqlite://{}", path.display())).await
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+}
