@@ -6,6 +6,7 @@ use der::Encode;
 use der::referenced::OwnedToRef;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::Certificate;
+use x509_cert::ext::pkix::KeyUsage;
 use x509_cert::serial_number::SerialNumber;
 
 use super::asn1::{
@@ -120,59 +121,100 @@ pub fn check_response(
     serial: &SerialNumber,
     options: &CheckOptions<'_>,
 ) -> Result<VerifiedStatus, CheckError> {
-    let basic = match parse_response(der)? {
-        ParsedResponse::Unsuccessful(status) => return Err(CheckError::Unsuccessful(status)),
-        ParsedResponse::Basic(basic) => basic,
-    };
-    let signer_key = responder_key(&basic, issuer, options)?;
-    let tbs = basic
-        .tbs_response_data
-        .to_der()
-        .map_err(|e| CheckError::Malformed(e.into()))?;
-    verify_with(
-        &signer_key,
-        &basic.signature_algorithm,
-        &tbs,
-        basic.signature.raw_bytes(),
-    )
-    .map_err(CheckError::BadSignature)?;
+    StapledResponse::from_der(der)?.check(issuer, serial, options)
+}
 
-    let data = &basic.tbs_response_data;
-    if let Some(expected) = options.nonce {
-        let echoed = data
-            .response_extensions
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .find(|e| e.extn_id == ID_PKIX_OCSP_NONCE)
-            .map(|e| nonce_value(e.extn_value.as_bytes()));
-        if echoed.as_deref() != Some(expected) {
-            return Err(CheckError::NonceMismatch);
-        }
+/// A successful `OCSPResponse` parsed once (as a server staples it beside a certificate), to be
+/// checked with [`StapledResponse::check`] for each certificate it may speak for. Parsing
+/// authenticates nothing.
+#[derive(Debug, Clone)]
+pub struct StapledResponse {
+    basic: Box<BasicOcspResponse>,
+    /// `tbsResponseData` as DER, the bytes the signature covers.
+    tbs_der: Vec<u8>,
+}
+
+impl StapledResponse {
+    /// Parses a DER `OCSPResponse`; an unsuccessful one (`tryLater`, …) is
+    /// [`CheckError::Unsuccessful`].
+    pub fn from_der(der: &[u8]) -> Result<Self, CheckError> {
+        let basic = match parse_response(der)? {
+            ParsedResponse::Unsuccessful(status) => return Err(CheckError::Unsuccessful(status)),
+            ParsedResponse::Basic(basic) => basic,
+        };
+        let tbs_der = basic
+            .tbs_response_data
+            .to_der()
+            .map_err(|e| CheckError::Malformed(e.into()))?;
+        Ok(Self { basic, tbs_der })
     }
 
-    let hashes = IssuerHashes::new(issuer).map_err(|e| CheckError::Malformed(e.into()))?;
-    let single = data
-        .responses
-        .iter()
-        .find(|s| hashes.matches(&s.cert_id) && s.cert_id.serial_number == *serial)
-        .ok_or(CheckError::NoMatchingResponse)?;
-    let produced_at = data.produced_at.to_system_time();
-    check_times(single, produced_at, options)?;
-    let status = match &single.cert_status {
-        CertStatus::Good(_) => Status::Good,
-        CertStatus::Unknown(_) => Status::Unknown,
-        CertStatus::Revoked(info) => Status::Revoked {
-            time: info.revocation_time.to_system_time(),
-            reason: info.revocation_reason,
-        },
-    };
-    Ok(VerifiedStatus {
-        status,
-        this_update: single.this_update.to_system_time(),
-        next_update: single.next_update.map(|t| t.to_system_time()),
-        produced_at,
-    })
+    /// Whether one of the single responses carries the `CertID` of the certificate `serial`
+    /// of the issuer hashed in `issuer` — a cheap, unauthenticated pre-selection; only
+    /// [`StapledResponse::check`] says what the status is.
+    pub fn names(&self, issuer: &IssuerHashes, serial: &SerialNumber) -> bool {
+        self.basic
+            .tbs_response_data
+            .responses
+            .iter()
+            .any(|s| issuer.matches(&s.cert_id) && s.cert_id.serial_number == *serial)
+    }
+
+    /// Checks the response for the certificate `serial` issued by `issuer`, as
+    /// [`check_response`] describes.
+    pub fn check(
+        &self,
+        issuer: &Certificate,
+        serial: &SerialNumber,
+        options: &CheckOptions<'_>,
+    ) -> Result<VerifiedStatus, CheckError> {
+        let basic = &self.basic;
+        let signer_key = responder_key(basic, issuer, options)?;
+        verify_with(
+            &signer_key,
+            &basic.signature_algorithm,
+            &self.tbs_der,
+            basic.signature.raw_bytes(),
+        )
+        .map_err(CheckError::BadSignature)?;
+
+        let data = &basic.tbs_response_data;
+        if let Some(expected) = options.nonce {
+            let echoed = data
+                .response_extensions
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .find(|e| e.extn_id == ID_PKIX_OCSP_NONCE)
+                .map(|e| nonce_value(e.extn_value.as_bytes()));
+            if echoed.as_deref() != Some(expected) {
+                return Err(CheckError::NonceMismatch);
+            }
+        }
+
+        let hashes = IssuerHashes::new(issuer).map_err(|e| CheckError::Malformed(e.into()))?;
+        let single = data
+            .responses
+            .iter()
+            .find(|s| hashes.matches(&s.cert_id) && s.cert_id.serial_number == *serial)
+            .ok_or(CheckError::NoMatchingResponse)?;
+        let produced_at = data.produced_at.to_system_time();
+        check_times(single, produced_at, options)?;
+        let status = match &single.cert_status {
+            CertStatus::Good(_) => Status::Good,
+            CertStatus::Unknown(_) => Status::Unknown,
+            CertStatus::Revoked(info) => Status::Revoked {
+                time: info.revocation_time.to_system_time(),
+                reason: info.revocation_reason,
+            },
+        };
+        Ok(VerifiedStatus {
+            status,
+            this_update: single.this_update.to_system_time(),
+            next_update: single.next_update.map(|t| t.to_system_time()),
+            produced_at,
+        })
+    }
 }
 
 fn check_times(
@@ -237,6 +279,17 @@ fn responder_key(
         return Err(CheckError::UnauthorizedResponder(
             "no id-kp-OCSPSigning extended key usage",
         ));
+    }
+    // RFC 5280 §4.2.1.3: a key that signs responses needs digitalSignature when keyUsage is
+    // present.
+    match signer.tbs_certificate().get_extension::<KeyUsage>() {
+        Ok(None) => {}
+        Ok(Some((_, usage))) if usage.digital_signature() => {}
+        _ => {
+            return Err(CheckError::UnauthorizedResponder(
+                "key usage without digitalSignature",
+            ));
+        }
     }
     // The same clock skew as for the response's own times.
     let validity = signer.tbs_certificate().validity();

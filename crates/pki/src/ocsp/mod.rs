@@ -10,7 +10,9 @@
 //! - [`BasicResponseBuilder`] is the lower-level builder the responder uses.
 //! - [`check_response`] verifies a response for a client or for path validation (stapled
 //!   response): signature by the CA or by a delegated responder certificate issued by it, the
-//!   `CertID`, freshness and the nonce. Only it produces a [`VerifiedStatus`].
+//!   `CertID`, freshness and the nonce. Only it (and [`StapledResponse::check`], the same check
+//!   on a response parsed once) produces a [`VerifiedStatus`]. Path validation uses stapled
+//!   responses through [`crate::path::StapledOcsp`].
 //!
 //! ```
 //! use confianza_pki::ocsp::{self, CertIdHash, RequestBuilder};
@@ -34,7 +36,7 @@ mod responder;
 mod response;
 
 pub use certid::{CertIdHash, IssuerHashes, cert_id, responder_key_hash};
-pub use check::{CheckError, CheckOptions, VerifiedStatus, check_response};
+pub use check::{CheckError, CheckOptions, StapledResponse, VerifiedStatus, check_response};
 pub use request::{ParsedRequest, RequestBuilder, RequestError, parse_request};
 pub use responder::{Answer, CertStatusSource, Responder, ResponderError, StatusUnavailable};
 pub use response::{

@@ -22,6 +22,7 @@ use der::{Decode, Encode, Sequence};
 use spki::AlgorithmIdentifierRef;
 use x509_cert::Certificate;
 use x509_cert::certificate::Version;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
     AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies,
@@ -100,6 +101,9 @@ pub struct Extensions {
     pub authority_info_access_critical: Option<bool>,
     /// policyConstraints (§4.2.1.11), which must be critical.
     pub policy_constraints_critical: Option<bool>,
+    /// cRLDistributionPoints (§4.2.1.13): where the certificate's CRLs are, which decides
+    /// which CRLs speak for it (§6.3.3).
+    pub crl_distribution_points: Option<Ext<Vec<DistributionPoint>>>,
     /// Critical extensions the validator does not process.
     pub unknown_critical: Vec<ObjectIdentifier>,
 }
@@ -253,6 +257,14 @@ impl ParsedCertificate {
             .map(|id| id.as_bytes())
     }
 
+    /// The cRLDistributionPoints, if present.
+    pub fn crl_distribution_points(&self) -> Option<&[DistributionPoint]> {
+        self.extensions
+            .crl_distribution_points
+            .as_ref()
+            .map(|dps| dps.value.as_slice())
+    }
+
     /// The subject key identifier, if present.
     pub fn subject_key_id(&self) -> Option<&[u8]> {
         self.extensions
@@ -369,10 +381,17 @@ fn decode_extensions(exts: &[x509_cert::ext::Extension]) -> Result<Extensions, C
                 let _: InhibitAnyPolicy = decode(oid, bytes)?;
             }
             oids::ID_CE_CRL_DISTRIBUTION_POINTS => {
-                let _: CrlDistributionPoints = decode(oid, bytes)?;
-                if critical {
-                    out.unknown_critical.push(oid);
+                let value: CrlDistributionPoints = decode(oid, bytes)?;
+                // CRLDistributionPoints ::= SEQUENCE SIZE (1..MAX) OF DistributionPoint
+                if value.0.is_empty() {
+                    return Err(CertificateError::MalformedExtension(oid));
                 }
+                // RFC 5280 §4.2.1.13 says SHOULD be non-critical; a critical one is processed
+                // all the same (it decides which CRLs speak for the certificate).
+                out.crl_distribution_points = Some(Ext {
+                    critical,
+                    value: value.0,
+                });
             }
             oids::ID_PE_SUBJECT_INFO_ACCESS => {
                 let _: SubjectInfoAccessSyntax = decode(oid, bytes)?;

@@ -20,8 +20,10 @@
 //! CRL without `nextUpdate`, without extensions, without a CRL number (or with a critical,
 //! negative or over-long one), a delta CRL, an unknown critical CRL or entry extension, an
 //! unknown reason code, an indirect-CRL entry (`certificateIssuer`) and inner/outer signature
-//! algorithm mismatches. At use, the CRL must be signed by the certificate's issuer, whose key
-//! usage (if present) must assert `cRLSign`, and `thisUpdate <= now <= nextUpdate`.
+//! algorithm mismatches. At use, a CRL speaks for a certificate only if it is issued by the
+//! certificate's issuer and its scope (issuing distribution point) covers the certificate
+//! ([`ParsedCrl::covers`], RFC 5280 §6.3.3 (b)); such a CRL must then be signed by the issuer,
+//! whose key usage (if present) must assert `cRLSign`, with `thisUpdate <= now <= nextUpdate`.
 
 use const_oid::ObjectIdentifier;
 use const_oid::db::rfc5280 as oids;
@@ -30,11 +32,13 @@ use der::{Decode, Encode, Sequence};
 use spki::AlgorithmIdentifierRef;
 use x509_cert::crl::CertificateList;
 use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber, CrlReason, KeyUsages};
 use x509_cert::name::Name;
 
 use super::cert::ParsedCertificate;
 use super::limits::MAX_CRL_BYTES;
+use crate::ocsp::CheckError;
 use crate::verify::{PublicKey, SignatureAlgorithm, SignatureError};
 
 /// Longest CRL number, in content octets (RFC 5280 §5.2.3: at most 20 octets).
@@ -283,8 +287,34 @@ impl ParsedCrl {
         }
     }
 
-    /// Whether this CRL's scope covers `cert` (issuing distribution point flags).
-    fn covers(&self, cert: &ParsedCertificate) -> Result<bool, CrlError> {
+    /// Whether this CRL's scope covers `cert` (RFC 5280 §6.3.3 (b)), for a CRL already known to
+    /// be issued by `cert`'s issuer:
+    ///
+    /// - a CRL without an issuing distribution point is complete: it covers every certificate
+    ///   of its issuer, whatever the certificate's cRLDistributionPoints say;
+    /// - `onlyContainsUserCerts` / `onlyContainsCACerts` must agree with the certificate's cA;
+    /// - when the issuing distribution point names a distribution point, the CRL is one
+    ///   partition of the issuer's CRLs, and covers `cert` only if one of the certificate's
+    ///   distribution points (without `cRLIssuer`) has a name in common with it (§6.3.3
+    ///   (b)(ii)(1)); a certificate without cRLDistributionPoints is in no partition.
+    ///
+    /// ```text
+    /// IssuingDistributionPoint ::= SEQUENCE {
+    ///      distributionPoint          [0] DistributionPointName OPTIONAL,
+    ///      onlyContainsUserCerts      [1] BOOLEAN DEFAULT FALSE,
+    ///      onlyContainsCACerts        [2] BOOLEAN DEFAULT FALSE,
+    ///      onlySomeReasons            [3] ReasonFlags OPTIONAL,
+    ///      indirectCRL                [4] BOOLEAN DEFAULT FALSE,
+    ///      onlyContainsAttributeCerts [5] BOOLEAN DEFAULT FALSE }
+    /// DistributionPointName ::= CHOICE {
+    ///      fullName                   [0] GeneralNames,
+    ///      nameRelativeToCRLIssuer    [1] RelativeDistinguishedName }
+    /// ```
+    ///
+    /// Indirect CRLs, partial-reason CRLs and attribute-certificate CRLs are refused with
+    /// [`CrlError::UnsupportedScope`]; a distribution point with `cRLIssuer` (an indirect CRL's)
+    /// never matches.
+    pub fn covers(&self, cert: &ParsedCertificate) -> Result<bool, CrlError> {
         let Some(idp) = &self.idp else {
             return Ok(true);
         };
@@ -298,7 +328,39 @@ impl ParsedCrl {
         if idp.only_contains_ca_certs && !cert.is_ca() {
             return Ok(false);
         }
-        Ok(true)
+        let Some(crl_dp) = &idp.distribution_point else {
+            return Ok(true);
+        };
+        let Some(cert_dps) = cert.crl_distribution_points() else {
+            return Ok(false);
+        };
+        Ok(cert_dps
+            .iter()
+            .filter(|dp| dp.crl_issuer.is_none())
+            .filter_map(|dp| dp.distribution_point.as_ref())
+            .any(|cert_dp| dp_names_match(crl_dp, cert_dp, &self.issuer)))
+    }
+}
+
+/// Whether two distribution point names share a name, `nameRelativeToCRLIssuer` standing for
+/// the directory name `crl_issuer` followed by that RDN (RFC 5280 §4.2.1.13).
+fn dp_names_match(a: &DistributionPointName, b: &DistributionPointName, crl_issuer: &Name) -> bool {
+    use DistributionPointName::{FullName, NameRelativeToCRLIssuer as Relative};
+    match (a, b) {
+        (FullName(x), FullName(y)) => x.iter().any(|n| y.contains(n)),
+        (Relative(x), Relative(y)) => x == y,
+        (FullName(full), Relative(rdn)) | (Relative(rdn), FullName(full)) => {
+            full.iter().any(|name| match name {
+                GeneralName::DirectoryName(dn) => {
+                    dn.len() == crl_issuer.len() + 1
+                        && dn
+                            .iter_rdn()
+                            .zip(crl_issuer.iter_rdn().chain(std::iter::once(rdn)))
+                            .all(|(have, want)| have == want)
+                }
+                _ => false,
+            })
+        }
     }
 }
 
@@ -363,13 +425,20 @@ pub enum RevocationError {
     /// A CRL for the issuer is unusable.
     #[error(transparent)]
     Crl(#[from] CrlError),
-    /// An OCSP (or other) source failed; the message is for logs.
+    /// A stapled OCSP response about the certificate is unusable: stale, not yet valid,
+    /// signed by a responder the issuer did not authorize, badly signed, or malformed.
+    #[error("OCSP: {0}")]
+    Ocsp(#[from] CheckError),
+    /// Another source failed; the message is for logs.
     #[error("revocation source failed: {0}")]
     Source(String),
 }
 
-/// Something that can tell whether a certificate is revoked: a set of CRLs ([`CrlSet`]), an
-/// OCSP response cache, … The validator asks every source for every certificate in scope.
+/// Something that can tell whether a certificate is revoked: a set of CRLs ([`CrlSet`]),
+/// stapled OCSP responses ([`super::StapledOcsp`]), an OCSP response cache, … The validator
+/// asks every source once for every certificate in scope: a `Revoked` answer from any source
+/// refuses the path; otherwise a `Good` from any source settles the certificate; an error is
+/// reported only when no source gave either (so a stale stapled response falls back to a CRL).
 pub trait RevocationSource {
     /// Status of `cert`, issued by `issuer` (whose key is `issuer_key`), at `now` (seconds since
     /// the Unix epoch).
@@ -410,7 +479,10 @@ impl RevocationSource for CrlSet {
     ) -> Result<RevocationStatus, RevocationError> {
         let mut status = RevocationStatus::Unknown;
         for crl in self.crls.iter().take(super::limits::MAX_CRLS) {
-            if !crl.is_issued_by(issuer) {
+            // RFC 5280 §6.3.3 (b): only a CRL of this issuer whose scope covers the
+            // certificate (distribution point, user/CA flags) speaks for it; the others are
+            // not even verified.
+            if !crl.is_issued_by(issuer) || !crl.covers(cert)? {
                 continue;
             }
             // RFC 5280 §6.3.3 (f): the CRL issuer must be allowed to sign CRLs.
@@ -424,9 +496,6 @@ impl RevocationSource for CrlSet {
             if now > crl.next_update {
                 return Err(CrlError::Expired.into());
             }
-            if !crl.covers(cert)? {
-                continue;
-            }
             if let Some(entry) = crl.find(cert.serial()) {
                 return Ok(RevocationStatus::Revoked {
                     reason: entry.reason,
@@ -436,5 +505,68 @@ impl RevocationSource for CrlSet {
             status = RevocationStatus::Good;
         }
         Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use der::asn1::Ia5String;
+    use x509_cert::name::RelativeDistinguishedName;
+
+    use super::*;
+
+    fn uri(text: &str) -> GeneralName {
+        GeneralName::UniformResourceIdentifier(Ia5String::new(text).expect("ia5"))
+    }
+
+    fn full(names: Vec<GeneralName>) -> DistributionPointName {
+        DistributionPointName::FullName(names)
+    }
+
+    fn rdn(text: &str) -> RelativeDistinguishedName {
+        Name::from_str(text)
+            .expect("name")
+            .iter_rdn()
+            .next()
+            .expect("one RDN")
+            .clone()
+    }
+
+    #[test]
+    fn full_names_match_when_they_share_a_name() {
+        let issuer = Name::from_str("CN=CA,O=Example").expect("name");
+        let a = full(vec![
+            uri("http://a.example/1.crl"),
+            uri("ldap://a.example/1"),
+        ]);
+        let b = full(vec![uri("ldap://a.example/1")]);
+        let c = full(vec![uri("http://a.example/2.crl")]);
+        assert!(dp_names_match(&a, &b, &issuer));
+        assert!(dp_names_match(&b, &a, &issuer));
+        assert!(!dp_names_match(&a, &c, &issuer));
+    }
+
+    #[test]
+    fn relative_names_are_the_crl_issuer_plus_one_rdn() {
+        // RFC 4514 strings list the last RDN first: the DN below is O=Example, CN=CA, OU=dp1.
+        let issuer = Name::from_str("CN=CA,O=Example").expect("name");
+        let relative = DistributionPointName::NameRelativeToCRLIssuer(rdn("OU=dp1"));
+        let same = DistributionPointName::NameRelativeToCRLIssuer(rdn("OU=dp1"));
+        let other = DistributionPointName::NameRelativeToCRLIssuer(rdn("OU=dp2"));
+        assert!(dp_names_match(&relative, &same, &issuer));
+        assert!(!dp_names_match(&relative, &other, &issuer));
+        let as_full = full(vec![GeneralName::DirectoryName(
+            Name::from_str("OU=dp1,CN=CA,O=Example").expect("name"),
+        )]);
+        assert!(dp_names_match(&relative, &as_full, &issuer));
+        assert!(dp_names_match(&as_full, &relative, &issuer));
+        let wrong_base = full(vec![GeneralName::DirectoryName(
+            Name::from_str("OU=dp1,CN=Other,O=Example").expect("name"),
+        )]);
+        assert!(!dp_names_match(&relative, &wrong_base, &issuer));
+        let just_the_issuer = full(vec![GeneralName::DirectoryName(issuer.clone())]);
+        assert!(!dp_names_match(&relative, &just_the_issuer, &issuer));
     }
 }

@@ -36,3 +36,8 @@ pub const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 
 /// Largest DER CRL accepted (bytes); see [`MAX_CERTIFICATE_BYTES`].
 pub const MAX_CRL_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most stapled OCSP responses one validation will consider (the rest are ignored). A server
+/// staples one response per certificate of the path, so at most [`MAX_CHAIN_DEPTH`] + 1; each
+/// considered response can cost a signature check per certificate.
+pub const MAX_STAPLED_RESPONSES: usize = MAX_CHAIN_DEPTH + 1;

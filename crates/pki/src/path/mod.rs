@@ -17,6 +17,36 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Revocation comes from [`RevocationSource`]s: CRLs ([`CrlSet`], each used only for the
+//! certificates its distribution point covers) and stapled OCSP responses ([`StapledOcsp`]).
+//! This is how a client validates a contact's identity certificate, with the response the
+//! server stapled to the prekey bundle, against its pinned root, requiring an answer:
+//!
+//! ```
+//! use confianza_pki::path::{
+//!     validate, ParsedCertificate, PathOptions, RevocationOptions, RevocationScope,
+//!     StapledOcsp, UnknownStatus,
+//! };
+//! # fn demo(identity_der: &[u8], intermediate_der: &[u8], pinned_root_der: &[u8],
+//! #         stapled_ocsp_der: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let leaf = ParsedCertificate::from_der(identity_der)?;
+//! let intermediates = [ParsedCertificate::from_der(intermediate_der)?];
+//! let pinned = [ParsedCertificate::from_der(pinned_root_der)?];
+//! let stapled = StapledOcsp::from_der([stapled_ocsp_der])?;
+//! let options = PathOptions {
+//!     revocation: RevocationOptions {
+//!         sources: vec![&stapled],
+//!         scope: RevocationScope::EndEntity,
+//!         unknown: UnknownStatus::Deny,
+//!     },
+//!     ..PathOptions::default()
+//! };
+//! let now = std::time::Duration::from_secs(1_800_000_000); // supplied by the caller
+//! let path = validate(&leaf, &intermediates, &pinned, now, &options)?;
+//! # let _ = path;
+//! # Ok(()) }
+//! ```
+//!
 //! Trust anchors are certificates and are checked like the rest of the path (validity, CA
 //! basic constraints, key usage, critical extensions, key identifiers), except for their own
 //! signature. The profile is strict, in the spirit of rustls-webpki and the CA/Browser Forum
@@ -26,6 +56,7 @@ mod cert;
 mod crl;
 pub mod limits;
 mod names;
+mod ocsp;
 
 use std::time::Duration;
 
@@ -41,6 +72,7 @@ pub use crl::{
     parse_crl,
 };
 pub use names::{ExpectedName, NameError, is_valid_dns_name};
+pub use ocsp::StapledOcsp;
 pub use x509_cert::ext::pkix::CrlReason;
 
 use crate::verify::{PublicKey, SignatureAlgorithm, SignatureError};
@@ -106,7 +138,10 @@ pub struct PathOptions<'a> {
     /// Most intermediates, not counting self-issued ones (at most [`limits::MAX_CHAIN_DEPTH`]).
     pub max_chain_depth: usize,
     /// CABF BR 7.1.4.3: refuse an end entity whose host-name or IP-address commonName is not
-    /// copied from its subjectAltName (default `true`).
+    /// a character-for-character copy of a subjectAltName entry (default `false`). Names are
+    /// only ever matched against the subjectAltName, so this is a consistency check on the
+    /// issuing CA rather than a matching rule; it is off by default as in rustls-webpki, Go
+    /// and pyca/cryptography.
     pub require_common_names_in_san: bool,
     /// Signature algorithms accepted on certificates; `None` accepts every supported one.
     pub allowed_signature_algorithms: Option<Vec<SignatureAlgorithm>>,
@@ -121,7 +156,7 @@ impl Default for PathOptions<'_> {
             required_key_usage: Vec::new(),
             expected_names: Vec::new(),
             max_chain_depth: limits::MAX_CHAIN_DEPTH,
-            require_common_names_in_san: true,
+            require_common_names_in_san: false,
             allowed_signature_algorithms: None,
             revocation: RevocationOptions::default(),
         }
@@ -237,7 +272,10 @@ pub enum PathError {
         /// The reason code, if given.
         reason: Option<CrlReason>,
     },
-    /// A revocation source is unusable (bad CRL, …).
+    /// No source could say whether the certificate is revoked, and one of them failed: a CRL
+    /// that is unusable (bad signature, expired, issuer without cRLSign, …) or a stapled OCSP
+    /// response that names the certificate but is stale, not yet valid, badly signed or
+    /// signed by a responder the issuer did not authorize ([`RevocationError::Ocsp`]).
     #[error("revocation check failed at depth {depth}: {error}")]
     Revocation {
         /// The certificate being checked.
@@ -245,7 +283,8 @@ pub enum PathError {
         /// Why.
         error: RevocationError,
     },
-    /// No source knew the status and the policy is [`UnknownStatus::Deny`].
+    /// Revocation checking is required ([`UnknownStatus::Deny`]) but no source had
+    /// information about the certificate (no stapled response for it, no CRL covering it).
     #[error("revocation status unknown at depth {0}")]
     RevocationStatusUnknown(Depth),
     /// The end entity is not for the expected name.
@@ -463,12 +502,16 @@ impl<'c> Search<'c, '_> {
         })
     }
 
+    /// Asks every source about every certificate in scope, each with its issuer (the next
+    /// link). A revocation reported by any source wins; otherwise one `Good` from any source
+    /// settles the certificate, so a source that fails (a stale stapled OCSP response) falls
+    /// back to the others (CRLs); when none knows, the first failure is the error, and without
+    /// one [`UnknownStatus`] decides.
     fn check_revocation(&self) -> Result<(), PathError> {
         let revocation = &self.options.revocation;
-        if revocation.sources.is_empty() {
+        if revocation.sources.is_empty() && revocation.unknown == UnknownStatus::Allow {
             return Ok(());
         }
-        // Every certificate but the anchor, each with its issuer (the next link).
         let in_scope = match revocation.scope {
             RevocationScope::EndEntity => 1,
             RevocationScope::Chain => self.path.len() - 1,
@@ -479,6 +522,7 @@ impl<'c> Search<'c, '_> {
                 continue;
             };
             let mut known = false;
+            let mut first_error = None;
             for source in &revocation.sources {
                 match source.status(link.cert, issuer.cert, issuer_key, self.now) {
                     Ok(RevocationStatus::Revoked { reason, .. }) => {
@@ -486,10 +530,18 @@ impl<'c> Search<'c, '_> {
                     }
                     Ok(RevocationStatus::Good) => known = true,
                     Ok(_) => {}
-                    Err(error) => return Err(PathError::Revocation { depth, error }),
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
                 }
             }
-            if !known && revocation.unknown == UnknownStatus::Deny {
+            if known {
+                continue;
+            }
+            if let Some(error) = first_error {
+                return Err(PathError::Revocation { depth, error });
+            }
+            if revocation.unknown == UnknownStatus::Deny {
                 return Err(PathError::RevocationStatusUnknown(depth));
             }
         }
