@@ -12,18 +12,35 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "confianza", version, about)]
 struct Cli {
+    #[command(flatten)]
+    globals: commands::profile::Globals,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Creates this profile's keys, enrolls with the code from your RA officer and pins the
+    /// organisation's root CA (its fingerprint is printed to compare out of band).
+    Init(commands::init::Args),
+    /// Sends a message.
+    Send(commands::send::Args),
+    /// Prints the messages that arrived (sender, time, verification state), then exits.
+    Receive(commands::receive::Args),
+    /// The terminal UI: conversations, live messages, delivery state, input.
+    Chat(commands::chat::Args),
+    /// Shows the safety number with a contact (digits and QR code), compares a scanned code,
+    /// records that you verified it.
+    Verify(commands::verify::Args),
+    /// Groups: create, add, remove, leave, list.
+    #[command(subcommand)]
+    Group(commands::group::Command),
+    /// Certificates: print one the way `openssl x509 -text` does; renew or revoke your own.
+    #[command(subcommand)]
+    Cert(commands::cert::Command),
     /// Runs the whole system in-process and narrates it: CA, enrollment, a forged bundle
     /// refused, sessions, groups, attachments, safety numbers, calls, revocation.
     Demo(commands::demo::Args),
-    /// Certificates: print one the way `openssl x509 -text` does.
-    #[command(subcommand)]
-    Cert(commands::cert::Command),
     /// Textbook RSA certificates, step by step, for teaching.
     #[command(subcommand)]
     Textbook(commands::textbook::Command),
@@ -36,9 +53,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let globals = &cli.globals;
     let result = match cli.command {
+        Command::Init(args) => commands::init::run(globals, args),
+        Command::Send(args) => commands::send::run(globals, args),
+        Command::Receive(args) => commands::receive::run(globals, args),
+        Command::Chat(args) => commands::chat::run(globals, args),
+        Command::Verify(args) => commands::verify::run(globals, args),
+        Command::Group(command) => commands::group::run(globals, command),
+        Command::Cert(command) => commands::cert::run(globals, command),
         Command::Demo(args) => commands::demo::run(&args),
-        Command::Cert(command) => commands::cert::run(command),
         Command::Textbook(command) => commands::textbook::run(command),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -128,6 +128,6 @@ pub use pipes::client::{
     AuthenticatedServer, ClientConfig, ClientEstablished, ClientHandshake, UnauthenticatedServer,
 };
 pub use pipes::server::{ClientIdentity, ServerConfig, ServerEstablished, ServerHandshake};
-pub use transport::Transport;
+pub use transport::{Transport, TransportReceiver, TransportSender};
 pub use verify::{ServerKeyRejected, ServerKeyVerifier};
 pub use wire::HandshakePattern;

@@ -34,35 +34,29 @@ impl Transport {
     /// Encrypts one message (at most [`MAX_TRANSPORT_PLAINTEXT_LEN`] bytes); the result fits one
     /// frame.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
-        if plaintext.len() > MAX_TRANSPORT_PLAINTEXT_LEN {
-            return Err(SendError::TooLong {
-                len: plaintext.len(),
-                max: MAX_TRANSPORT_PLAINTEXT_LEN,
-            });
-        }
-        self.send
-            .encrypt_with_ad(&[], plaintext)
-            .map_err(|fault| match fault {
-                CipherError::NonceExhausted => SendError::NonceExhausted,
-                CipherError::Decrypt => SendError::Encrypt,
-            })
+        encrypt(&mut self.send, plaintext)
     }
 
     /// Decrypts the next incoming message. On error nothing changes: the same ciphertext, or the
     /// right one, can still be tried, and a replay of an earlier message always fails.
     pub fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, ReceiveError> {
-        if ciphertext.len() > MAX_FRAME_LEN {
-            return Err(ReceiveError::TooLong {
-                len: ciphertext.len(),
-                max: MAX_FRAME_LEN,
-            });
-        }
-        self.receive
-            .decrypt_with_ad(&[], ciphertext)
-            .map_err(|fault| match fault {
-                CipherError::NonceExhausted => ReceiveError::NonceExhausted,
-                CipherError::Decrypt => ReceiveError::Decrypt,
-            })
+        decrypt(&mut self.receive, ciphertext)
+    }
+
+    /// Splits the channel into its two independent directions, so one task can send while
+    /// another receives. Each half keeps its own nonce counter, exactly as before the split.
+    #[must_use]
+    pub fn split(self) -> (TransportSender, TransportReceiver) {
+        (
+            TransportSender {
+                send: self.send,
+                handshake_hash: self.handshake_hash,
+            },
+            TransportReceiver {
+                receive: self.receive,
+                handshake_hash: self.handshake_hash,
+            },
+        )
     }
 
     /// The handshake hash `h`, the same on both sides: a channel binding for the layers above.
@@ -76,4 +70,83 @@ impl Transport {
         self.send.set_nonce_for_test(send);
         self.receive.set_nonce_for_test(receive);
     }
+}
+
+/// The sending direction of a [`Transport`] after [`Transport::split`].
+pub struct TransportSender {
+    send: CipherState,
+    handshake_hash: [u8; 32],
+}
+
+impl core::fmt::Debug for TransportSender {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TransportSender").finish_non_exhaustive()
+    }
+}
+
+impl TransportSender {
+    /// Encrypts one message, as [`Transport::encrypt`].
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
+        encrypt(&mut self.send, plaintext)
+    }
+
+    /// The handshake hash `h` of the channel.
+    #[must_use]
+    pub fn handshake_hash(&self) -> &[u8; 32] {
+        &self.handshake_hash
+    }
+}
+
+/// The receiving direction of a [`Transport`] after [`Transport::split`].
+pub struct TransportReceiver {
+    receive: CipherState,
+    handshake_hash: [u8; 32],
+}
+
+impl core::fmt::Debug for TransportReceiver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TransportReceiver").finish_non_exhaustive()
+    }
+}
+
+impl TransportReceiver {
+    /// Decrypts the next incoming message, as [`Transport::decrypt`].
+    pub fn decrypt(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, ReceiveError> {
+        decrypt(&mut self.receive, ciphertext)
+    }
+
+    /// The handshake hash `h` of the channel.
+    #[must_use]
+    pub fn handshake_hash(&self) -> &[u8; 32] {
+        &self.handshake_hash
+    }
+}
+
+fn encrypt(send: &mut CipherState, plaintext: &[u8]) -> Result<Vec<u8>, SendError> {
+    if plaintext.len() > MAX_TRANSPORT_PLAINTEXT_LEN {
+        return Err(SendError::TooLong {
+            len: plaintext.len(),
+            max: MAX_TRANSPORT_PLAINTEXT_LEN,
+        });
+    }
+    send.encrypt_with_ad(&[], plaintext)
+        .map_err(|fault| match fault {
+            CipherError::NonceExhausted => SendError::NonceExhausted,
+            CipherError::Decrypt => SendError::Encrypt,
+        })
+}
+
+fn decrypt(receive: &mut CipherState, ciphertext: &[u8]) -> Result<Vec<u8>, ReceiveError> {
+    if ciphertext.len() > MAX_FRAME_LEN {
+        return Err(ReceiveError::TooLong {
+            len: ciphertext.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    receive
+        .decrypt_with_ad(&[], ciphertext)
+        .map_err(|fault| match fault {
+            CipherError::NonceExhausted => ReceiveError::NonceExhausted,
+            CipherError::Decrypt => ReceiveError::Decrypt,
+        })
 }

@@ -8,10 +8,12 @@
 //! | [`ops`] | the operator commands `init`, `ra …`, `ca …` |
 //! | [`service`] | the messaging service: Noise listener, requests, mailboxes, fan-out |
 //! | [`http`] | the public repository, OCSP, metrics and health over HTTP |
+//! | [`loadtest`] | `confianza-server loadtest`: the load generator and its client |
 #![forbid(unsafe_code)]
 
 pub mod authority;
 pub mod http;
+pub mod loadtest;
 pub mod ops;
 pub mod service;
 pub mod store;

@@ -1,6 +1,82 @@
-//! `confianza-server`: see `confianza-server --help`.
+//! `confianza-server`: the CA/RA operator commands and the messaging service.
+//!
+//! ```text
+//! confianza-server --data DIR init --org "Example Org" [--name chat.example.org] …
+//! confianza-server --data DIR ra enroll-code alice@example.org
+//! confianza-server --data DIR ca issue --csr req.pem --profile tls-server --out cert.pem
+//! confianza-server --data DIR run [--listen 127.0.0.1:7443] [--http 127.0.0.1:8443]
+//! ```
 
-fn main() {
-    eprintln!("confianza-server: being written");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use confianza_server::ops::{self, CaCommand, Context, InitArgs, RaCommand};
+use confianza_server::service;
+
+/// Confianza's server: certification authority, registration authority, messaging.
+#[derive(Debug, Parser)]
+#[command(name = "confianza-server", version)]
+struct Cli {
+    /// The data directory
+    #[arg(long, env = "CONFIANZA_DATA", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the CA (root, intermediate, OCSP signer, RA officer, Noise key) in the data directory
+    Init(InitArgs),
+    /// Registration Authority: enrollment codes, expiring certificates, officers
+    #[command(subcommand)]
+    Ra(RaCommand),
+    /// Certification Authority: issue, revoke, CRL, chain, list, show, export, offline root
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Serve clients (Noise over TCP) and the HTTP repository
+    Run(service::RunArgs),
+    /// Load generator on 127.0.0.1: messages/s, latency, server CPU, held connections
+    Loadtest(confianza_server::loadtest::LoadtestArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The load test needs no data directory with --embedded: it runs before the check.
+    let command = match cli.command {
+        Command::Loadtest(args) => {
+            return match confianza_server::loadtest::run(cli.data, args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("confianza-server: error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        command => command,
+    };
+    let Some(data) = cli.data else {
+        eprintln!("confianza-server: error: --data DIR (or CONFIANZA_DATA) is required");
+        return ExitCode::from(2);
+    };
+    let ctx = Context {
+        data: data.clone(),
+        database_url: std::env::var("CONFIANZA_DATABASE_URL").ok(),
+    };
+    let result = match command {
+        Command::Init(args) => ops::init(&ctx, args).await.map_err(|e| e.to_string()),
+        Command::Ra(command) => ops::ra(&ctx, command).await.map_err(|e| e.to_string()),
+        Command::Ca(command) => ops::ca(&ctx, command).await.map_err(|e| e.to_string()),
+        Command::Run(args) => service::run(data, args).await.map_err(|e| format!("{e:#}")),
+        Command::Loadtest(_) => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("confianza-server: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }

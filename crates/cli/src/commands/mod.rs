@@ -1,5 +1,12 @@
-//! One module per subcommand.
+//! One module per subcommand group, and what the server-backed ones share ([`profile`]).
 
 pub mod cert;
+pub mod chat;
 pub mod demo;
+pub mod group;
+pub mod init;
+pub mod profile;
+pub mod receive;
+pub mod send;
 pub mod textbook;
+pub mod verify;

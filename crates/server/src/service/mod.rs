@@ -1,1 +1,183 @@
-//! (being written)
+//! The messaging service of `confianza-server run`: clients over Noise Pipes (TCP), the HTTP
+//! repository with `/metrics` and `/healthz`, durable mailboxes with group commit, live
+//! delivery, groups.
+//!
+//! | file | concern |
+//! | --- | --- |
+//! | `config` | TOML file + `CONFIANZA_*` environment + flags |
+//! | `server` | listeners, start, graceful shutdown |
+//! | `connection` | one client: handshake, reader loop, socket writer |
+//! | `session`, `handlers/` | a connection's state and its requests, one file per area |
+//! | `writer` | the single writer: group commit of every send |
+//! | `mailbox` | pushing a device's mailbox, acknowledgements, receipts |
+//! | `events` | connected devices and the bus that wakes them (local; NATS for several nodes) |
+//! | `nats` | the bus of several nodes: local dispatch + NATS publish/subscribe |
+//! | `blobs`, `handlers/blobs` | attachment bytes in object storage: chunked resumable uploads, ranges, expiry |
+//! | `authority` | what the service asks of the CA, as a trait |
+//! | `expiry`, `metrics`, `http`, `ocsp_cache`, `rate_limit`, `limits` | the rest |
+//!
+//! # Guarantees
+//!
+//! * A send is answered `Sent` only after its commit; a graceful shutdown commits every send
+//!   it accepted before closing, so nothing acknowledged is lost.
+//! * A mailbox entry is deleted only after the device acknowledged it; a device receives its
+//!   backlog oldest first, then new mail live, with at most
+//!   [`limits::MAX_DELIVERIES_IN_FLIGHT`] unacknowledged deliveries.
+//! * A peer that sends a malformed frame, uses an unregistered key for anything but
+//!   enrollment, or acknowledges deliveries it was never given is disconnected with an error
+//!   frame; every other connection is unaffected.
+
+mod authority;
+mod blobs;
+mod config;
+mod connection;
+mod error;
+mod events;
+mod expiry;
+mod handlers;
+mod http;
+pub mod limits;
+mod mailbox;
+mod metrics;
+mod nats;
+mod ocsp_cache;
+mod rate_limit;
+mod server;
+mod session;
+mod state;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use confianza_noise::{ServerConfig, StaticKeyPair};
+
+pub use authority::{AuthorityRefusal, BoxFuture, IdentityAuthority, IssuedCertificate};
+pub use blobs::{
+    BLOB_CHUNK_SIZE, BLOB_EXPIRY_INTERVAL, BLOB_TTL, BlobConfigError, BlobError, BlobStore,
+    DEFAULT_MAX_BLOB_SIZE, expire_once as expire_blobs_once,
+};
+pub use config::{ConfigError, LogFormat, RunArgs, ServiceConfig};
+pub use connection::CONNECTION_ERROR_ID;
+pub use events::{Event, EventBus, LocalBus, NoticeTarget, Registry};
+pub use metrics::Metrics;
+pub use nats::{BusDecodeError, NatsBus, NatsError, NatsLink};
+pub use server::{RunningService, ServiceOptions, start};
+
+use crate::authority::Authority;
+use crate::store::{AnyMessageStore, Database};
+
+/// Environment variable holding the passphrase of the sealed CA keys.
+pub const PASSPHRASE_VARIABLE: &str = "CONFIANZA_CA_PASSPHRASE";
+
+/// `confianza-server --data DIR run`: serves until SIGTERM or SIGINT, then shuts down
+/// gracefully.
+pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
+    let config = ServiceConfig::load(&data, &args)?;
+    init_logging(&config)?;
+    let passphrase = std::env::var(PASSPHRASE_VARIABLE)
+        .ok()
+        .map(|text| zeroize::Zeroizing::new(text.into_bytes()));
+    let authority = Authority::open(
+        &data,
+        passphrase.as_ref().map(|p| p.as_slice()),
+        config.database_url.as_deref(),
+    )
+    .await
+    .with_context(|| format!("opening the data directory {}", data.display()))?;
+    let database = match &config.database_url {
+        Some(url) => Database::connect(url).await,
+        None => Database::open_sqlite_file(&authority.layout().database()).await,
+    }
+    .context("opening the message database")?;
+    let store = AnyMessageStore::new(&database);
+    let noise = ServerConfig::new(
+        StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
+        authority.noise_certificate_der(),
+    )
+    .context("the server's Noise key and certificate")?;
+    let blobs = match &config.blob_url {
+        Some(url) => BlobStore::from_url(url),
+        None => BlobStore::local(&authority.layout().dir().join("blobs")),
+    }
+    .and_then(|blobs| match config.max_blob_size {
+        Some(max) => blobs.with_max_size(max),
+        None => Ok(blobs),
+    })
+    .context("the blob store")?;
+    let nats = match &config.nats_url {
+        Some(url) => {
+            if config.database_url.is_none() {
+                tracing::warn!(
+                    "nats_url is set without database_url: other nodes cannot share this \
+                     node's SQLite mailboxes"
+                );
+            }
+            let namespace = organisation_namespace(authority.root_der());
+            Some(
+                NatsLink::connect(url, &namespace, &config.node_id)
+                    .await
+                    .with_context(|| format!("NATS at {url}"))?,
+            )
+        }
+        None => None,
+    };
+    let mut options = ServiceOptions::new(
+        store,
+        Arc::new(authority.clone()),
+        noise,
+        config.listen,
+        config.http,
+    );
+    options.http_routes = crate::http::repository_router(authority);
+    options.bus = nats.map(NatsLink::bus_builder);
+    options.blobs = Some(blobs);
+    let running = start(options)
+        .await
+        .with_context(|| format!("listening on {} and {}", config.listen, config.http))?;
+    tracing::info!(node = %config.node_id, noise = %running.noise_addr, http = %running.http_addr, "confianza-server running");
+    wait_for_signal().await?;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// The NATS namespace of an organisation: the first 16 bytes of the SHA-256 of its root CA
+/// certificate, in hex. Every node of the organisation shares the root, so they meet on one
+/// subject, and two organisations on one NATS server never hear each other.
+fn organisation_namespace(root_der: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root_der);
+    hex::encode(&digest[..16])
+}
+
+fn init_logging(config: &ServiceConfig) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .with_context(|| format!("log filter {:?}", config.log_filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Already installed (tests, embedding): keep the existing subscriber.
+    drop(installed);
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("SIGINT handler")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("Ctrl-C handler")?;
+    tracing::info!("signal received");
+    Ok(())
+}

@@ -168,6 +168,7 @@ pub trait MessageStore: Send + Sync + 'static {
         device: &DeviceAddress,
         certificate: Vec<u8>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records that the device was seen at `now_ms`. `NotFound` for an unknown device.
     fn touch(
         &self,
         device: &DeviceAddress,
@@ -189,6 +190,7 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         device: &DeviceAddress,
     ) -> impl Future<Output = Result<Option<ClaimedPreKeys>, StoreError>> + Send;
+    /// The device's remaining stock. `NotFound` for an unknown device.
     fn pre_key_count(
         &self,
         device: &DeviceAddress,
@@ -198,12 +200,18 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Stores a batch durably in one commit (the caller batches concurrent sends so that
     /// durability stays fast), one outcome per message in order. A message is stored for all
-    /// its recipients or for none. `max_queue` is the per-device queue limit.
+    /// its recipients or for none. `max_queue` is the per-device queue limit: a recipient whose
+    /// queue (messages and receipts) already holds `max_queue` entries refuses the message.
+    /// Deduplication is against the entries still queued: once the recipient has acknowledged
+    /// a message, the same client message id is a new message (the client's session drops
+    /// the replay).
     fn enqueue(
         &self,
         messages: &[NewMessage],
         max_queue: u64,
     ) -> impl Future<Output = Result<Vec<EnqueueOutcome>, StoreError>> + Send;
+    /// Queues delivery receipts in the same sequence as messages, not subject to the queue
+    /// limit; a receipt for a device that no longer exists is dropped.
     fn enqueue_receipts(
         &self,
         receipts: &[NewReceipt],
@@ -216,7 +224,8 @@ pub trait MessageStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Queued>, StoreError>> + Send;
     /// Deletes acknowledged entries (unknown ids are ignored: acks may repeat after a
-    /// reconnect) and returns the envelopes among them, for delivery receipts.
+    /// reconnect) and returns the envelopes among them in delivery order, for delivery receipts.
+    /// Only `device`'s own entries go; a body goes with the last entry referencing it.
     fn acknowledge(
         &self,
         device: &DeviceAddress,
@@ -226,14 +235,15 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         device: &DeviceAddress,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Deletes expired mailbox entries (and bodies nobody references any more); returns how
-    /// many entries went.
+    /// Deletes mailbox entries and receipts whose expiry is at or before `now_ms` (and bodies
+    /// nobody references any more); returns how many entries went.
     fn expire_messages(&self, now_ms: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     // ---- groups ----
 
     /// Creates a group with `creator` as its admin and `members` as plain members (revision 1).
-    /// `NotFound` if a member account does not exist.
+    /// `NotFound` if a member account does not exist; `Conflict` if the id is taken or the group
+    /// would exceed [`confianza_api::limits::MAX_GROUP_MEMBERS`].
     fn create_group(
         &self,
         id: GroupId,
@@ -241,21 +251,27 @@ pub trait MessageStore: Send + Sync + 'static {
         creator: &str,
         members: &[String],
     ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
-    /// `Forbidden` unless `actor` is an admin; bumps the revision.
+    /// `Forbidden` unless `actor` is an admin; `NotFound` for an unknown group or account;
+    /// `Conflict` past [`confianza_api::limits::MAX_GROUP_MEMBERS`]. Present members are
+    /// skipped; the revision is bumped when someone joined.
     fn add_members(
         &self,
         id: GroupId,
         actor: &str,
         members: &[String],
     ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
-    /// `Forbidden` unless `actor` is an admin; bumps the revision.
+    /// `Forbidden` unless `actor` is an admin; non-members are skipped; the revision is bumped
+    /// when someone left. When the last admin goes, the earliest remaining member becomes
+    /// admin; when the last member goes, the group is deleted (the record returned has no
+    /// members).
     fn remove_members(
         &self,
         id: GroupId,
         actor: &str,
         members: &[String],
     ) -> impl Future<Output = Result<GroupRecord, StoreError>> + Send;
-    /// `Forbidden` if `member` is not in the group; bumps the revision.
+    /// `Forbidden` if `member` is not in the group; bumps the revision. Admin succession and
+    /// deletion as in [`MessageStore::remove_members`].
     fn leave_group(
         &self,
         id: GroupId,
@@ -265,6 +281,8 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         id: GroupId,
     ) -> impl Future<Output = Result<Option<GroupRecord>, StoreError>> + Send;
+    /// The groups `address` is a member of, by group id, at most
+    /// [`confianza_api::limits::MAX_GROUPS_PER_LIST`].
     fn groups_of(
         &self,
         address: &str,
@@ -272,6 +290,7 @@ pub trait MessageStore: Send + Sync + 'static {
 
     // ---- blob metadata (the bytes live in object storage) ----
 
+    /// Records a new upload. `Conflict` if the id is taken.
     fn create_blob(&self, blob: &BlobRecord)
     -> impl Future<Output = Result<(), StoreError>> + Send;
     fn blob(
@@ -279,14 +298,16 @@ pub trait MessageStore: Send + Sync + 'static {
         id: BlobId,
     ) -> impl Future<Output = Result<Option<BlobRecord>, StoreError>> + Send;
     /// Moves `received` from `from` to `to` (compare-and-set): `Conflict` if it is not at
-    /// `from`, so two racing uploads of the same chunk cannot both succeed.
+    /// `from`, so two racing uploads of the same chunk cannot both succeed, or if `to` is below
+    /// `from` or above the size; `NotFound` for an unknown blob.
     fn advance_blob(
         &self,
         id: BlobId,
         from: u64,
         to: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes expired blob records and returns their ids (their objects are deleted next).
+    /// Deletes blob records whose expiry is at or before `now_ms` and returns their ids (their
+    /// objects are deleted next).
     fn expire_blobs(
         &self,
         now_ms: u64,

@@ -2,9 +2,17 @@
 //! PostgreSQL (several nodes). Both run the migrations in `migrations/{sqlite,postgres}` and pass
 //! the same conformance suites (`tests/store_conformance.rs`, `tests/ca_store.rs`).
 
+pub mod any;
+pub mod ca;
 pub mod messages;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
 
+pub use any::AnyMessageStore;
 pub use messages::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// What a store operation can fail with. Each variant maps to one API error code.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +77,21 @@ impl Database {
                 "database URL {url:?}: expected sqlite://PATH or postgres://…"
             )));
         };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Opens PostgreSQL at `url` with `search_path` set to `schema` on every connection, and
+    /// runs the migrations in that schema, which must exist. Tests use it to give each test a
+    /// fresh schema of one shared database.
+    pub async fn connect_postgres_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
+        let db = Self::Postgres(
+            PgPoolOptions::new()
+                .max_connections(16)
+                .connect_with(options)
+                .await?,
+        );
         db.migrate().await?;
         Ok(db)
     }

@@ -1,0 +1,142 @@
+//! `confianza receive`: prints what arrived, then exits (or follows).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use confianza_client::account::Client;
+use confianza_client::groups::group_conversation;
+use confianza_client::messaging::ClientEvent;
+use confianza_client::store::StoredMessage;
+
+use super::profile::{self, Globals};
+
+/// How the history names a group's conversation.
+const GROUP_CONVERSATION_PREFIX: &str = "group:";
+/// Reconnection attempts while following before giving up.
+const FOLLOW_RECONNECT_ATTEMPTS: u32 = 10;
+
+/// `confianza receive`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep receiving (reconnecting when the link drops) until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// One line for a stored message: time, sender (and group), verification state, body.
+pub fn message_line(message: &StoredMessage, groups: &GroupNames) -> String {
+    let time = profile::format_time(message.server_at_ms.unwrap_or(message.sent_at_ms));
+    let body = match message.kind.as_str() {
+        "text" => message.body.clone(),
+        "refused" => format!("(refused: {})", message.body),
+        "attachment" => format!("(attachment {:?})", message.body),
+        other => format!("({other})"),
+    };
+    let place = match groups.name_of(&message.conversation) {
+        Some(name) => format!(" in {name}"),
+        None => String::new(),
+    };
+    format!(
+        "{time}  {}{place} [{}]: {body}",
+        message.peer, message.verification
+    )
+}
+
+/// Names of the groups this account is in, by history conversation (`group:HEX`).
+#[derive(Debug, Default)]
+pub struct GroupNames {
+    names: HashMap<String, String>,
+}
+
+impl GroupNames {
+    /// The name to show for `conversation`: `None` for a one-to-one conversation, the
+    /// conversation itself for a group not (or no longer) listed.
+    pub fn name_of<'a>(&'a self, conversation: &'a str) -> Option<&'a str> {
+        if !conversation.starts_with(GROUP_CONVERSATION_PREFIX) {
+            return None;
+        }
+        Some(
+            self.names
+                .get(conversation)
+                .map(String::as_str)
+                .unwrap_or(conversation),
+        )
+    }
+
+    /// Reads the group list again when `event` is about a group it does not know.
+    pub async fn learn(&mut self, client: &Client, event: &ClientEvent) {
+        if let ClientEvent::Message(message) = event
+            && message.conversation.starts_with(GROUP_CONVERSATION_PREFIX)
+            && !self.names.contains_key(&message.conversation)
+            && let Ok(groups) = client.group_list().await
+        {
+            self.names = groups
+                .into_iter()
+                .map(|group| (group_conversation(&group.id), group.name))
+                .collect();
+        }
+    }
+}
+
+/// The line for an event, if it is worth one.
+pub fn event_line(event: &ClientEvent, groups: &GroupNames) -> Option<String> {
+    match event {
+        ClientEvent::Message(message) => Some(message_line(message, groups)),
+        ClientEvent::Delivered { recipient, count } => Some(format!(
+            "delivered to {recipient}: {count} message{}",
+            if *count == 1 { "" } else { "s" }
+        )),
+        ClientEvent::Refused { sender, reason } => {
+            Some(format!("refused a message from {sender}: {reason}"))
+        }
+        ClientEvent::IdentityChanged { address } => Some(format!(
+            "the identity key of {address} changed: their messages are held. Compare safety \
+             numbers (confianza verify {address}), then accept the new key (confianza verify \
+             {address} --accept)"
+        )),
+        ClientEvent::Disconnected(reason) => Some(format!("disconnected: {reason}")),
+        _ => None,
+    }
+}
+
+/// Runs `confianza receive`.
+pub fn run(globals: &Globals, args: Args) -> Result<()> {
+    profile::block_on(async {
+        let mut client = profile::connect(globals).await?;
+        tokio::select! {
+            result = receive(&mut client, args.follow) => result,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+async fn receive(client: &mut Client, follow: bool) -> Result<()> {
+    let mut count = 0usize;
+    let mut groups = GroupNames::default();
+    loop {
+        let event = client.next_event().await.context("receiving failed")?;
+        groups.learn(client, &event).await;
+        if let Some(line) = event_line(&event, &groups) {
+            println!("{line}");
+        }
+        match event {
+            ClientEvent::Message(_) => count += 1,
+            ClientEvent::Drained if !follow => {
+                if count == 0 {
+                    eprintln!("no new messages");
+                }
+                return Ok(());
+            }
+            ClientEvent::Disconnected(reason) => {
+                if !follow {
+                    anyhow::bail!("the server closed the connection: {reason}");
+                }
+                client
+                    .reconnect(FOLLOW_RECONNECT_ATTEMPTS)
+                    .await
+                    .context("cannot reconnect to the server")?;
+            }
+            _ => {}
+        }
+    }
+}

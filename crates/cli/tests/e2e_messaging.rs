@@ -1,0 +1,364 @@
+//! `confianza` end to end against a real `confianza-server` process: enrollment with RA codes
+//! and root pinning, send and receive, offline delivery exactly once, safety numbers and QR
+//! codes, revoked contacts refused, certificates, and bad input refused without data loss.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod e2e_support;
+
+use e2e_support::{Server, User, messages_from, snapshot, stderr, stdout};
+
+const ALICE: &str = "alice@example.org";
+const BOB: &str = "bob@example.org";
+
+/// The 60 digits printed by `verify` (three lines of four groups of five).
+fn safety_number(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .skip_while(|line| !line.starts_with("safety number with"))
+        .skip(1)
+        .take(3)
+        .collect();
+    for line in &lines {
+        let groups: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(groups.len(), 4, "{line:?}");
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
+        );
+    }
+    let digits: String = lines.concat().split_whitespace().collect();
+    assert_eq!(digits.len(), 60, "{output}");
+    digits
+}
+
+fn payload(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("scannable payload: "))
+        .expect("a payload line")
+        .to_owned()
+}
+
+#[test]
+fn enroll_send_receive_offline_exactly_once_and_verify() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+
+    // Alice checks the root fingerprint she got out of band; it is printed like openssl does.
+    let fingerprint = server.root_fingerprint();
+    let code = server.code(ALICE);
+    let out = alice.ok(&[
+        "init",
+        "--server",
+        &server.noise.to_string(),
+        "--name",
+        ALICE,
+        "--code",
+        &code,
+        "--ca-fingerprint",
+        &fingerprint,
+        "--no-passphrase",
+    ]);
+    let colon = fingerprint
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap().to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(out.contains(&colon), "{out}");
+    assert!(out.contains("matches the fingerprint you gave"), "{out}");
+    // Bob trusts on first use: he is told to compare.
+    let out = bob.init(&server);
+    assert!(out.contains(&colon), "{out}");
+    assert!(out.contains("compare it"), "{out}");
+
+    // Online: a certified session from Bob's bundle.
+    let out = alice.ok(&["send", BOB, "hello bob"]);
+    assert!(
+        out.contains("sent to bob@example.org (1 device, certified)"),
+        "{out}"
+    );
+    let out = bob.ok(&["receive"]);
+    let lines = messages_from(&out, ALICE);
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].ends_with("alice@example.org [certified]: hello bob"),
+        "{out}"
+    );
+    assert!(lines[0].contains(" UTC "), "{out}");
+
+    // Bob's reply; Alice also learns her first message was delivered.
+    bob.ok(&["send", ALICE, "hi alice"]);
+    let out = alice.ok(&["receive"]);
+    assert_eq!(messages_from(&out, BOB).len(), 1, "{out}");
+    assert!(out.contains("delivered to bob@example.org"), "{out}");
+
+    // Offline: Bob runs nothing while three messages wait; he gets each exactly once, in order.
+    for i in 1..=3 {
+        alice.ok(&["send", BOB, &format!("offline {i}")]);
+    }
+    let out = bob.ok(&["receive"]);
+    let bodies: Vec<&str> = messages_from(&out, ALICE)
+        .iter()
+        .map(|line| line.rsplit(": ").next().unwrap())
+        .collect();
+    assert_eq!(bodies, ["offline 1", "offline 2", "offline 3"], "{out}");
+    let out = bob.run(&["receive"]);
+    assert!(out.status.success());
+    assert!(messages_from(&stdout(&out), ALICE).is_empty(), "{out:?}");
+    assert!(stderr(&out).contains("no new messages"));
+
+    // Safety numbers: the same 60 digits on both sides, and a QR code.
+    let at_alice = alice.ok(&["verify", BOB]);
+    let at_bob = bob.ok(&["verify", ALICE]);
+    assert_eq!(safety_number(&at_alice), safety_number(&at_bob));
+    assert!(
+        at_alice.contains('█') || at_alice.contains('▀'),
+        "{at_alice}"
+    );
+    assert!(at_alice.contains("certified by the organisation CA, not verified by you"));
+
+    // A code that is not Bob's (Alice scans her own screen): refused, nothing marked.
+    let error = alice.fails(&[
+        "verify",
+        BOB,
+        "--scan",
+        &payload(&at_alice),
+        "--mark-verified",
+    ]);
+    assert!(error.contains("does NOT match"), "{error}");
+    assert!(alice.ok(&["verify", BOB]).contains("not verified by you"));
+    // Garbage is an error too.
+    let error = alice.fails(&["verify", BOB, "--scan", "zz"]);
+    assert!(error.contains("hexadecimal"), "{error}");
+
+    // Bob's code: match, and verified from now on, also in received messages.
+    let out = alice.ok(&[
+        "verify",
+        BOB,
+        "--scan",
+        &payload(&at_bob),
+        "--mark-verified",
+    ]);
+    assert!(out.contains("the scanned code matches"), "{out}");
+    assert!(out.contains("bob@example.org: verified by you"), "{out}");
+    bob.ok(&["send", ALICE, "now verified"]);
+    let out = alice.ok(&["receive"]);
+    assert!(
+        out.contains("bob@example.org [verified]: now verified"),
+        "{out}"
+    );
+
+    // An unknown contact has no safety number.
+    let error = alice.fails(&["verify", "carol@example.org"]);
+    assert!(error.contains("not a known contact"), "{error}");
+}
+
+#[test]
+fn revoked_contacts_are_refused_and_own_certificates_shown_renewed_revoked() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let carol = User::new("carol@example.org");
+    let dave = User::new("dave@example.org");
+    alice.init(&server);
+    carol.init(&server);
+    dave.init(&server);
+
+    // Own certificate, as openssl prints it; and the pinned CA.
+    let out = alice.ok(&["cert", "show"]);
+    assert!(out.contains("Certificate:"), "{out}");
+    assert!(out.contains(ALICE), "{out}");
+    assert_eq!(alice.ok(&["cert", "show", ALICE]), out);
+    let ca = alice.ok(&["cert", "show", "--ca"]);
+    assert!(ca.contains("Example Org"), "{ca}");
+    let error = alice.fails(&["cert", "show", "zed@example.org"]);
+    assert!(error.contains("not this profile's address"), "{error}");
+
+    let out = alice.ok(&["cert", "renew"]);
+    assert!(
+        out.contains("renewed the certificate of alice@example.org"),
+        "{out}"
+    );
+    assert!(out.contains("valid until"), "{out}");
+
+    // The CA revokes Carol (operator side): Alice refuses a session with her.
+    server.revoke("carol@example.org", "keyCompromise");
+    let error = alice.fails(&["send", "carol@example.org", "are you there?"]);
+    assert!(error.contains("revoked"), "{error}");
+
+    // Dave revokes his own certificate: same refusal.
+    let error = dave.fails(&["cert", "revoke", "--reason", "key-compromise"]);
+    assert!(error.contains("--yes"), "{error}");
+    let out = dave.ok(&["cert", "revoke", "--reason", "key-compromise", "--yes"]);
+    assert!(
+        out.contains("revoked the certificate of dave@example.org"),
+        "{out}"
+    );
+    let error = alice.fails(&["send", "dave@example.org", "hello"]);
+    assert!(error.contains("revoked"), "{error}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_and_loses_no_data() {
+    let mut server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    let endpoint = server.noise.to_string();
+
+    // A bad code: refused, and nothing is left behind, so the right code works afterwards.
+    let error = alice.fails(&[
+        "init",
+        "--server",
+        &endpoint,
+        "--name",
+        ALICE,
+        "--code",
+        "not-a-code",
+        "--no-passphrase",
+    ]);
+    assert!(error.contains("cannot enroll"), "{error}");
+    assert!(!alice.profile().join("store.db").exists());
+    // A root that is not the one expected: refused.
+    let code = server.code(ALICE);
+    let error = alice.fails(&[
+        "init",
+        "--server",
+        &endpoint,
+        "--name",
+        ALICE,
+        "--code",
+        &code,
+        "--ca-fingerprint",
+        &"ab".repeat(32),
+        "--no-passphrase",
+    ]);
+    assert!(error.contains("fingerprint"), "{error}");
+    // No passphrase and no --no-passphrase: told what to do.
+    let error = alice.fails(&[
+        "init", "--server", &endpoint, "--name", ALICE, "--code", "x",
+    ]);
+    assert!(error.contains("CONFIANZA_PASSPHRASE"), "{error}");
+    alice.init(&server);
+    bob.init(&server);
+
+    // init over an existing profile: refused, and the profile still works.
+    let before = snapshot(&alice.profile());
+    let code = server.code(ALICE);
+    let error = alice.fails(&[
+        "init",
+        "--server",
+        &endpoint,
+        "--name",
+        ALICE,
+        "--code",
+        &code,
+        "--no-passphrase",
+    ]);
+    assert!(error.contains("already exists"), "{error}");
+    assert_eq!(snapshot(&alice.profile()), before);
+
+    // Unknown address, malformed address, a profile that does not exist, a bad profile name.
+    let error = alice.fails(&["send", "nobody@example.org", "hi"]);
+    assert!(error.contains("nobody@example.org"), "{error}");
+    alice.fails(&["send", "not an address", "hi"]);
+    let error = alice.fails(&["--profile", "work", "receive"]);
+    assert!(error.contains("no Confianza profile"), "{error}");
+    let error = alice.fails(&["--profile", "../escape", "receive"]);
+    assert!(error.contains("invalid profile name"), "{error}");
+    let error = alice.fails(&["cert", "show", "/nonexistent/cert.pem"]);
+    assert!(error.contains("cannot read"), "{error}");
+
+    // The server is down: a clear error; once it is back, the same profile works.
+    server.stop();
+    let error = alice.fails(&["send", BOB, "while down"]);
+    assert!(error.contains("cannot connect to the server"), "{error}");
+    bob.fails(&["receive"]);
+    server.run();
+    alice.ok(&["send", BOB, "after restart"]);
+    let out = bob.ok(&["receive"]);
+    let lines = messages_from(&out, ALICE);
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].ends_with(": after restart"), "{out}");
+
+    // A corrupted store: a clear error, and the file is left as it was.
+    let carol = User::new("carol@example.org");
+    carol.init(&server);
+    let db = carol.profile().join("store.db");
+    std::fs::write(&db, b"this is not a database, it was damaged on disk").unwrap();
+    let before = snapshot(&carol.profile());
+    let error = carol.fails(&["receive"]);
+    assert!(error.contains("corrupt"), "{error}");
+    assert_eq!(snapshot(&carol.profile()), before);
+}
+
+#[test]
+fn a_wrong_passphrase_is_refused_and_changes_nothing() {
+    let server = Server::start();
+    let erin = User::new("erin@example.org");
+    let code = server.code(&erin.address);
+    let out = erin
+        .command(&[
+            "init",
+            "--server",
+            &server.noise.to_string(),
+            "--name",
+            &erin.address,
+            "--code",
+            &code,
+        ])
+        .env("CONFIANZA_PASSPHRASE", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!erin.profile().join("store.key").exists());
+
+    let before = snapshot(&erin.profile());
+    let out = erin
+        .command(&["receive"])
+        .env("CONFIANZA_PASSPHRASE", "wrong horse")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&erin.profile()), before);
+    // Without any passphrase: told how to give one.
+    let error = erin.fails(&["receive"]);
+    assert!(error.contains("CONFIANZA_PASSPHRASE"), "{error}");
+
+    let out = erin
+        .command(&["receive"])
+        .env("CONFIANZA_PASSPHRASE", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn every_command_has_help() {
+    let user = User::new(ALICE);
+    for args in [
+        &["--help"][..],
+        &["init", "--help"],
+        &["send", "--help"],
+        &["receive", "--help"],
+        &["chat", "--help"],
+        &["verify", "--help"],
+        &["cert", "--help"],
+        &["cert", "show", "--help"],
+        &["cert", "renew", "--help"],
+        &["cert", "revoke", "--help"],
+    ] {
+        let out = user.ok(args);
+        assert!(out.contains("Usage: confianza"), "{args:?}: {out}");
+        assert!(out.contains("--profile"), "{args:?}: {out}");
+    }
+    // A usage error exits with clap's status 2.
+    let out = user.run(&["send"]);
+    assert_eq!(out.status.code(), Some(2));
+}

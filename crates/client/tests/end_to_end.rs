@@ -1,0 +1,387 @@
+//! Two clients and the real messaging service (started in-process on 127.0.0.1:0 from a data
+//! directory made by the server's own `init`): enrollment with RA codes and root pinning,
+//! messages online and offline (delivered once, in order), replies, reconnection with the
+//! cached server key, and the refusals `init` owes the user.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use confianza_client::account::{Client, ClientError, InitOptions};
+use confianza_client::connection::RequestError;
+use confianza_client::messaging::ClientEvent;
+use confianza_client::sealing::Passphrase;
+use confianza_client::store::{DATABASE_FILE, Protection};
+use confianza_client::trust::{TrustError, fingerprint_hex};
+use confianza_noise::StaticKeyPair;
+use confianza_pki::seal::SealParams;
+use confianza_pki::signer::CaAlgorithm;
+use confianza_server::authority::Authority;
+use confianza_server::authority::init::{InitOptions as ServerInit, init};
+use confianza_server::service::{RunningService, ServiceOptions, start};
+use confianza_server::store::{AnyMessageStore, Database};
+
+/// How long a test waits for something that should happen.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Server {
+    _dir: tempfile::TempDir,
+    authority: Authority,
+    running: Option<RunningService>,
+    address: SocketAddr,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ServerInit {
+            organisation: "Example Org".into(),
+            name: "chat.example.org".into(),
+            key_type: CaAlgorithm::Ed25519,
+            domains: vec!["example.org".into()],
+            open_registration: false,
+            http_url: "http://127.0.0.1:8443".into(),
+            seal_params: SealParams::INSECURE_FOR_TESTS,
+        };
+        init(dir.path(), options, None, None).await.unwrap();
+        let authority = Authority::open(dir.path(), None, None).await.unwrap();
+        let database = Database::open_sqlite_file(&authority.layout().database())
+            .await
+            .unwrap();
+        let noise = confianza_noise::ServerConfig::new(
+            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
+            authority.noise_certificate_der(),
+        )
+        .unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let options = ServiceOptions::new(
+            AnyMessageStore::new(&database),
+            Arc::new(authority.clone()),
+            noise,
+            any,
+            any,
+        );
+        let running = start(options).await.unwrap();
+        Self {
+            address: running.noise_addr,
+            running: Some(running),
+            _dir: dir,
+            authority,
+        }
+    }
+
+    async fn code(&self, address: &str) -> String {
+        self.authority
+            .create_enrollment_code(address, Duration::from_secs(3600), SystemTime::now())
+            .await
+            .unwrap()
+            .as_str()
+            .to_owned()
+    }
+
+    fn root_fingerprint(&self) -> String {
+        fingerprint_hex(self.authority.root_der())
+    }
+}
+
+fn passphrase() -> Option<Passphrase> {
+    Some(Passphrase::new("correct horse battery").unwrap())
+}
+
+fn options(server: &Server, dir: &Path, address: &str, code: String) -> InitOptions {
+    InitOptions {
+        dir: dir.to_owned(),
+        protection: Protection::Passphrase(
+            Passphrase::new("correct horse battery").unwrap(),
+            SealParams::INSECURE_FOR_TESTS,
+        ),
+        server: server.address.to_string(),
+        server_name: None,
+        address: address.into(),
+        code,
+        expected_ca_fingerprint: None,
+    }
+}
+
+/// The next stored message, skipping receipts and the end-of-backlog notice.
+async fn next_message(client: &mut Client) -> confianza_client::store::StoredMessage {
+    let wait = async {
+        loop {
+            match client.next_event().await.unwrap() {
+                ClientEvent::Message(message) => return message,
+                ClientEvent::Disconnected(reason) => panic!("disconnected: {reason}"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .expect("a message in time")
+}
+
+/// Receives until the backlog is drained.
+async fn drain(client: &mut Client) -> Vec<ClientEvent> {
+    tokio::time::timeout(PATIENCE, client.receive_pending())
+        .await
+        .expect("drained in time")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_exchange_messages_online_and_offline() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    const ALICE: &str = "alice@example.org";
+    const BOB: &str = "bob@example.org";
+
+    // Alice checks the root's fingerprint she was given out of band; Bob trusts on first use.
+    let mut alice_options = options(
+        &server,
+        &home.path().join("alice"),
+        ALICE,
+        server.code(ALICE).await,
+    );
+    alice_options.expected_ca_fingerprint = Some(server.root_fingerprint());
+    let (mut alice, enrolled) = Client::init(alice_options).await.unwrap();
+    assert!(enrolled.fingerprint_checked);
+    assert_eq!(enrolled.root_fingerprint, server.root_fingerprint());
+    assert_eq!(alice.account().server_name, "chat.example.org");
+    let bob_dir = home.path().join("bob");
+    let (mut bob, enrolled) = Client::init(options(&server, &bob_dir, BOB, server.code(BOB).await))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.root_fingerprint, server.root_fingerprint());
+    // Both connect again, now with IK and the pinned root.
+    alice.connect().await.unwrap();
+    bob.connect().await.unwrap();
+    drain(&mut bob).await;
+
+    // Online: a certified session from Bob's bundle, one message.
+    let report = alice.send_text(BOB, "hello bob").await.unwrap();
+    assert_eq!(report.devices.len(), 1);
+    let message = next_message(&mut bob).await;
+    assert_eq!(
+        (message.peer.as_str(), message.body.as_str()),
+        (ALICE, "hello bob")
+    );
+    assert_eq!(message.verification, "certified");
+
+    // Bob replies on the same session.
+    bob.send_text(ALICE, "hi alice").await.unwrap();
+    let reply = next_message(&mut alice).await;
+    assert_eq!(reply.body, "hi alice");
+    assert_eq!(reply.verification, "certified");
+
+    // Offline: Bob goes away; three messages wait in his mailbox.
+    bob.disconnect();
+    for i in 1..=3 {
+        alice.send_text(BOB, &format!("offline {i}")).await.unwrap();
+    }
+    // Bob's profile is reopened from disk (passphrase) and reconnects with the cached key.
+    drop(bob);
+    let mut bob = Client::open(&bob_dir, passphrase).await.unwrap();
+    bob.connect().await.unwrap();
+    let events = drain(&mut bob).await;
+    let bodies: Vec<String> = events
+        .iter()
+        .filter_map(|event| match event {
+            ClientEvent::Message(message) => Some(message.body.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, ["offline 1", "offline 2", "offline 3"]);
+
+    // Reconnecting again delivers nothing twice.
+    bob.connect().await.unwrap();
+    let again = drain(&mut bob).await;
+    assert!(
+        !again
+            .iter()
+            .any(|event| matches!(event, ClientEvent::Message(_))),
+        "{again:?}"
+    );
+    let history = bob.history(ALICE, 100).await.unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "hello bob",
+            "hi alice",
+            "offline 1",
+            "offline 2",
+            "offline 3"
+        ]
+    );
+
+    // The text limit, at N and N + 1 bytes.
+    use confianza_client::limits::MAX_TEXT_LEN;
+    let longest = "x".repeat(MAX_TEXT_LEN);
+    alice.send_text(BOB, &longest).await.unwrap();
+    assert_eq!(next_message(&mut bob).await.body, longest);
+    let too_long = "x".repeat(MAX_TEXT_LEN + 1);
+    assert!(matches!(
+        alice.send_text(BOB, &too_long).await,
+        Err(ClientError::Invalid(_))
+    ));
+
+    // Renewal: a new certificate for the same identity key, checked like any other.
+    let before = alice.account().certificate.clone();
+    let not_after = alice.renew_certificate().await.unwrap();
+    assert_ne!(alice.account().certificate, before);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(not_after > now + 300 * 86_400, "renewed for about a year");
+
+    // Replenishment: an empty stock as the server would report it makes the client mint and
+    // upload a batch, which the server's count shows.
+    use confianza_api::{PreKeyCount, RequestBody, ResponseBody};
+    let count = |body| match body {
+        ResponseBody::PreKeyCount(count) => count,
+        other => panic!("unexpected {other:?}"),
+    };
+    let before = count(alice.request(RequestBody::GetPreKeyCount).await.unwrap());
+    assert!(
+        alice
+            .replenish_pre_keys(PreKeyCount::default())
+            .await
+            .unwrap()
+    );
+    let after = count(alice.request(RequestBody::GetPreKeyCount).await.unwrap());
+    assert_eq!(
+        after.one_time,
+        before.one_time + confianza_client::limits::ONE_TIME_PREKEY_BATCH as u32
+    );
+    assert!(after.kyber_one_time > before.kyber_one_time);
+    // A healthy stock uploads nothing.
+    assert!(!alice.replenish_pre_keys(after).await.unwrap());
+
+    // Safety numbers agree on both sides.
+    let at_alice = alice.safety_number(BOB).await.unwrap();
+    let at_bob = bob.safety_number(ALICE).await.unwrap();
+    assert_eq!(
+        at_alice.displayable().to_string(),
+        at_bob.displayable().to_string()
+    );
+    assert!(
+        at_alice
+            .scannable()
+            .compare(&at_bob.scannable().to_bytes())
+            .unwrap()
+    );
+
+    if let Some(running) = server.running {
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_refuses_bad_codes_wrong_roots_and_unknown_servers() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+
+    // A wrong enrollment code: refused, and the profile is left empty for a retry.
+    let dir = home.path().join("mallory");
+    let error = Client::init(options(
+        &server,
+        &dir,
+        "mallory@example.org",
+        "not-a-code".into(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, ClientError::Request(RequestError::Refused(_))),
+        "{error}"
+    );
+    assert!(!dir.join(DATABASE_FILE).exists());
+
+    // A root that is not the one the user was told about.
+    let dir = home.path().join("carol");
+    let mut carol = options(
+        &server,
+        &dir,
+        "carol@example.org",
+        server.code("carol@example.org").await,
+    );
+    carol.expected_ca_fingerprint = Some("00".repeat(32));
+    let error = Client::init(carol).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Trust(TrustError::FingerprintMismatch { .. })
+        ),
+        "{error}"
+    );
+    assert!(!dir.join(DATABASE_FILE).exists());
+
+    // Nobody listening.
+    let dir = home.path().join("dave");
+    let mut dave = options(&server, &dir, "dave@example.org", "x".into());
+    dave.server = "127.0.0.1:1".into();
+    let error = Client::init(dave).await.unwrap_err();
+    assert!(matches!(error, ClientError::Connection(_)), "{error}");
+
+    // An address that is not user@domain.
+    let mut bad = options(&server, &home.path().join("bad"), "no-at-sign", "x".into());
+    bad.server = server.address.to_string();
+    assert!(matches!(
+        Client::init(bad).await,
+        Err(ClientError::Invalid(_))
+    ));
+
+    if let Some(running) = server.running {
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_contact_is_refused_for_new_sessions() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    const BOB: &str = "bob@example.org";
+    const CAROL: &str = "carol@example.org";
+    let (bob, _) = Client::init(options(
+        &server,
+        &home.path().join("bob"),
+        BOB,
+        server.code(BOB).await,
+    ))
+    .await
+    .unwrap();
+    let (mut carol, _) = Client::init(options(
+        &server,
+        &home.path().join("carol"),
+        CAROL,
+        server.code(CAROL).await,
+    ))
+    .await
+    .unwrap();
+    carol.connect().await.unwrap();
+
+    // Bob's key is compromised; the CA revokes his certificate. The server staples a fresh
+    // OCSP response to his bundle, and Carol's client refuses to start a session.
+    server
+        .authority
+        .revoke_by_holder(
+            &bob.account().certificate,
+            confianza_pki::crl::RevocationReason::KeyCompromise,
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
+    let error = carol.send_text(BOB, "are you there?").await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Trust(TrustError::Revoked(_))),
+        "{error}"
+    );
+    assert!(error.to_string().contains("revoked"), "{error}");
+    assert!(carol.history(BOB, 10).await.unwrap().is_empty());
+
+    if let Some(running) = server.running {
+        running.shutdown().await;
+    }
+}

@@ -1,0 +1,265 @@
+//! One client connection: the Noise handshake, then a reader loop (requests and
+//! acknowledgements, answered in order of arrival, sends answered after their commit) beside a
+//! socket writer task (responses, deliveries, notices). A peer that breaks the protocol gets an
+//! error frame (request id 0 when no request is to blame) and is disconnected; nobody else
+//! notices.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use confianza_api::{ApiError, ClientFrame, DecodeError, ErrorCode, RequestBody, ServerFrame};
+use confianza_noise::ServerConfig;
+use confianza_noise::driver::{NoiseReader, NoiseWriter, accept};
+use rand::rngs::StdRng;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::error::Failure;
+use super::limits::{HANDSHAKE_TIMEOUT, OUTBOUND_QUEUE_LEN, SHUTDOWN_GRACE};
+use super::session::Session;
+use super::state::{Shared, unix_ms};
+use crate::store::MessageStore;
+
+/// Request id of an error frame that answers no particular request (a frame that does not
+/// decode, a displaced connection): clients treat it as the reason the connection closes.
+pub const CONNECTION_ERROR_ID: u64 = 0;
+
+/// Why the reader loop ended.
+enum Ending {
+    /// The client closed the connection.
+    ClientClosed,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client broke the protocol; the error frame has been queued.
+    Violation(ApiError),
+    /// The socket or the channel failed.
+    Broken(String),
+}
+
+/// Serves one accepted TCP connection until it closes or `shutdown` is cancelled.
+pub async fn serve<S, T>(
+    shared: Arc<Shared<S>>,
+    noise: Arc<ServerConfig>,
+    socket: T,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) where
+    S: MessageStore + Clone,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut rng: StdRng = rand::make_rng();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(socket, &noise, &mut rng));
+    let (stream, client) = match handshake.await {
+        Ok(Ok(established)) => established,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let noise_key = *client.static_key().as_bytes();
+    let device = match shared.store.device_by_noise_key(&noise_key).await {
+        Ok(device) => device,
+        Err(error) => {
+            tracing::error!(%peer, %error, "looking up the device failed");
+            return;
+        }
+    };
+    if let Some(device) = &device {
+        let now = unix_ms(std::time::SystemTime::now());
+        if let Err(error) = shared.store.touch(&device.address, now).await {
+            tracing::warn!(%error, "recording last_seen failed");
+        }
+    }
+    tracing::debug!(
+        %peer,
+        address = device.as_ref().map(|d| d.address.address.as_str()).unwrap_or("-"),
+        device = device.as_ref().map(|d| d.address.device_id).unwrap_or(0),
+        "client connected"
+    );
+
+    shared.metrics.connections_total.inc();
+    shared.metrics.connections_open.inc();
+    let (reader, writer) = stream.into_split();
+    let (outbound, outbound_receiver) = mpsc::channel(OUTBOUND_QUEUE_LEN);
+    let socket_writer = tokio::spawn(write_frames(writer, outbound_receiver));
+
+    let mut session = Session::new(shared.clone(), noise_key, device, outbound.clone());
+    session.start_delivery();
+    let ending = read_frames(&mut session, reader, &shutdown).await;
+    match &ending {
+        Ending::ClientClosed => tracing::debug!(%peer, "client closed the connection"),
+        Ending::Shutdown => tracing::debug!(%peer, "closing for shutdown"),
+        Ending::Violation(error) => {
+            shared.metrics.connections_refused.inc();
+            tracing::info!(%peer, code = %error.code, reason = %error.message, "closing a connection that broke the protocol");
+        }
+        Ending::Broken(reason) => tracing::debug!(%peer, %reason, "connection failed"),
+    }
+
+    // Finish what is in flight: sends waiting for their commit are answered (the client gets
+    // its `Sent`), then the pump stops and the writer flushes what is queued.
+    session.stop_delivery().await;
+    let drain = async { while session.replies.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(%peer, "answers still pending at close");
+        session.replies.abort_all();
+    }
+    drop(session);
+    drop(outbound);
+    if let Err(error) = socket_writer.await {
+        tracing::error!(%error, "connection writer failed");
+    }
+    shared.metrics.connections_open.dec();
+}
+
+async fn read_frames<S, T>(
+    session: &mut Session<S>,
+    mut reader: NoiseReader<ReadHalf<T>>,
+    shutdown: &CancellationToken,
+) -> Ending
+where
+    S: MessageStore + Clone,
+    T: AsyncRead + Unpin,
+{
+    loop {
+        let displaced = session
+            .delivering
+            .as_ref()
+            .map(|delivering| delivering.displaced.clone());
+        let received = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ending::Shutdown,
+            () = async {
+                match &displaced {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let error = ApiError::new(
+                    ErrorCode::Conflict,
+                    "another connection of this device took over",
+                );
+                let _ = session.outbound.send(ServerFrame::error(CONNECTION_ERROR_ID, error.clone())).await;
+                return Ending::Violation(error);
+            }
+            received = reader.recv() => received,
+        };
+        let bytes = match received {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ending::ClientClosed,
+            Err(error) => {
+                // A frame that does not decrypt or is malformed at the Noise layer: the
+                // channel can no longer be trusted, but the sending direction still works.
+                let error = ApiError::new(ErrorCode::BadRequest, format!("bad frame: {error}"));
+                let _ = session
+                    .outbound
+                    .send(ServerFrame::error(CONNECTION_ERROR_ID, error.clone()))
+                    .await;
+                return Ending::Violation(error);
+            }
+        };
+        let frame = match ClientFrame::decode(&bytes) {
+            Ok(frame) => frame,
+            Err(DecodeError::UnknownRequest { request_id }) => {
+                let error = ApiError::new(ErrorCode::Unsupported, "unknown request kind");
+                if session
+                    .outbound
+                    .send(ServerFrame::error(request_id, error))
+                    .await
+                    .is_err()
+                {
+                    return Ending::Broken("outbound closed".to_owned());
+                }
+                continue;
+            }
+            Err(error) => {
+                let error = ApiError::new(ErrorCode::BadRequest, format!("bad frame: {error}"));
+                let _ = session
+                    .outbound
+                    .send(ServerFrame::error(CONNECTION_ERROR_ID, error.clone()))
+                    .await;
+                return Ending::Violation(error);
+            }
+        };
+        match frame {
+            ClientFrame::Request(request) => {
+                if session.device.is_none()
+                    && !matches!(
+                        request.body,
+                        RequestBody::EnrollChallenge | RequestBody::Enroll(_)
+                    )
+                {
+                    let error = ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        "this connection's key is not a registered device: enroll first",
+                    );
+                    let _ = session
+                        .outbound
+                        .send(ServerFrame::error(request.id, error.clone()))
+                        .await;
+                    return Ending::Violation(error);
+                }
+                if let Err(error) = session.dispatch(request).await {
+                    return Ending::Violation(error);
+                }
+            }
+            ClientFrame::Ack { delivery_ids } => match session.acknowledge(delivery_ids).await {
+                Ok(()) => {}
+                Err(Failure::Refused(error)) => {
+                    // A storage failure: the entries stay and are delivered again later.
+                    tracing::warn!(message = %error.message, "acknowledgement not applied");
+                }
+                Err(Failure::Close(error)) => {
+                    let _ = session
+                        .outbound
+                        .send(ServerFrame::error(CONNECTION_ERROR_ID, error.clone()))
+                        .await;
+                    return Ending::Violation(error);
+                }
+            },
+        }
+        if session.outbound.is_closed() {
+            return Ending::Broken("the socket writer stopped".to_owned());
+        }
+    }
+}
+
+/// Writes queued frames to the socket until every sender is gone, then shuts the socket down.
+async fn write_frames<T: AsyncWrite + Unpin>(
+    mut writer: NoiseWriter<WriteHalf<T>>,
+    mut frames: mpsc::Receiver<ServerFrame>,
+) {
+    while let Some(frame) = frames.recv().await {
+        let bytes = match frame.encode() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // Our own frame breaks a limit: a server bug. Tell the client about the
+                // request rather than leaving it waiting.
+                tracing::error!(%error, "a server frame does not encode");
+                let ServerFrame::Response(response) = frame else {
+                    continue;
+                };
+                let fallback = ServerFrame::error(
+                    response.id,
+                    ApiError::new(ErrorCode::Internal, "the answer does not fit a frame"),
+                );
+                match fallback.encode() {
+                    Ok(bytes) => bytes,
+                    Err(_) => continue,
+                }
+            }
+        };
+        if let Err(error) = writer.send(&bytes).await {
+            tracing::debug!(%error, "writing to a client failed");
+            // Stop reading the queue: senders see a closed channel and give up.
+            frames.close();
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

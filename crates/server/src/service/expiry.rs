@@ -1,0 +1,34 @@
+//! The expiry task: deletes mailbox entries nobody fetched within the message TTL.
+
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use super::state::unix_ms;
+use crate::store::MessageStore;
+
+/// Sweeps every `interval` until `stop` is cancelled (one sweep at start).
+pub async fn run<S: MessageStore>(
+    store: S,
+    metrics: Metrics,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match store.expire_messages(unix_ms(SystemTime::now())).await {
+            Ok(0) => {}
+            Ok(expired) => {
+                metrics.messages_expired_total.inc_by(expired);
+                tracing::info!(expired, "expired undelivered mailbox entries");
+            }
+            Err(error) => tracing::error!(%error, "expiring mailbox entries failed"),
+        }
+    }
+}

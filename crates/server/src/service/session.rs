@@ -1,0 +1,244 @@
+//! One client connection's state and its request dispatcher: who the peer is (a registered
+//! device or an enrolling one), its challenge, its rate limits and its deliveries in flight.
+//! The handlers live in `handlers/`, one file per area.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use confianza_api::{
+    ApiError, Challenge, ErrorCode, NoisePublicKey, Request, RequestBody, ResponseBody, ServerFrame,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::error::Failure;
+use super::limits::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_SECOND, SEND_BURST, SENDS_PER_SECOND};
+use super::rate_limit::TokenBucket;
+use super::state::Shared;
+use crate::store::{Device, DeviceAddress, MessageStore};
+
+/// The deliveries of this connection: pushed and not yet acknowledged, and the highest id
+/// pushed so far (the mailbox cursor).
+#[derive(Debug, Default)]
+pub struct Window {
+    pub unacknowledged: HashSet<u64>,
+    pub highest_pushed: u64,
+}
+
+/// The window, shared by the reader (acknowledgements) and the mailbox pump.
+pub type InFlight = Arc<Mutex<Window>>;
+
+/// Locks a window; a panicked holder leaves it consistent (each update is one insert or remove).
+pub fn lock_window(in_flight: &InFlight) -> std::sync::MutexGuard<'_, Window> {
+    in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the dispatcher does with a request's result.
+pub enum Reply {
+    /// Answer now.
+    Now(Result<ResponseBody, Failure>),
+    /// A task answers later (a send, once committed).
+    Deferred,
+}
+
+/// Once a device is known: its mailbox pump and the handles shared with it.
+pub struct Delivering {
+    pub in_flight: InFlight,
+    /// Wakes the pump (new mail, or room in the window after an acknowledgement).
+    pub mailbox: Arc<Notify>,
+    /// Cancelled when a newer connection of the same device took over.
+    pub displaced: CancellationToken,
+    /// Stops the pump.
+    pub stop: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+/// A connection's state.
+pub struct Session<S> {
+    pub shared: Arc<Shared<S>>,
+    /// The Noise static key the connection was authenticated with.
+    pub noise_key: NoisePublicKey,
+    /// The registered device, once known (at connection or after enrollment).
+    pub device: Option<Device>,
+    /// The enrollment challenge handed out on this connection, with its issue time.
+    pub challenge: Option<(Challenge, Instant)>,
+    pub outbound: mpsc::Sender<ServerFrame>,
+    /// Tasks answering deferred requests; awaited before the connection closes.
+    pub replies: JoinSet<()>,
+    pub delivering: Option<Delivering>,
+    pub bundle_fetches: TokenBucket,
+    pub sends: TokenBucket,
+}
+
+impl<S> std::fmt::Debug for Session<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field(
+                "device",
+                &self.device.as_ref().map(|device| &device.address),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: MessageStore + Clone> Session<S> {
+    /// A session for a connection authenticated with `noise_key`.
+    pub fn new(
+        shared: Arc<Shared<S>>,
+        noise_key: NoisePublicKey,
+        device: Option<Device>,
+        outbound: mpsc::Sender<ServerFrame>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            shared,
+            noise_key,
+            device,
+            challenge: None,
+            outbound,
+            replies: JoinSet::new(),
+            delivering: None,
+            bundle_fetches: TokenBucket::new(BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_SECOND, now),
+            sends: TokenBucket::new(SEND_BURST, SENDS_PER_SECOND, now),
+        }
+    }
+
+    /// The registered device, or `Unauthenticated` (which closes the connection).
+    pub fn authenticated(&self) -> Result<&Device, Failure> {
+        self.device.as_ref().ok_or_else(|| {
+            Failure::close(
+                ErrorCode::Unauthenticated,
+                "this connection's key is not a registered device",
+            )
+        })
+    }
+
+    /// The registered device's address.
+    pub fn me(&self) -> Result<DeviceAddress, Failure> {
+        Ok(self.authenticated()?.address.clone())
+    }
+
+    /// Answers one request. `Err` carries the answer of a request that closes the connection.
+    pub async fn dispatch(&mut self, request: Request) -> Result<(), ApiError> {
+        let started = Instant::now();
+        let id = request.id;
+        let reply = match request.body {
+            RequestBody::EnrollChallenge => Reply::Now(self.enroll_challenge()),
+            RequestBody::Enroll(enroll) => Reply::Now(self.enroll(*enroll).await),
+            RequestBody::UploadPreKeys(upload) => Reply::Now(self.upload_pre_keys(upload).await),
+            RequestBody::GetPreKeyCount => Reply::Now(self.pre_key_count().await),
+            RequestBody::FetchBundle { address, device } => {
+                Reply::Now(self.fetch_bundle(&address, device).await)
+            }
+            RequestBody::Send {
+                recipient,
+                envelopes,
+            } => self.send(id, started, recipient, envelopes).await,
+            RequestBody::SendGroup {
+                group_id,
+                revision,
+                body,
+                client_message_id,
+            } => {
+                self.send_group(id, started, group_id, revision, body, client_message_id)
+                    .await
+            }
+            RequestBody::GroupCreate { name, members } => {
+                Reply::Now(self.group_create(name, members).await)
+            }
+            RequestBody::GroupAddMembers { group_id, members } => {
+                Reply::Now(self.group_add(group_id, members).await)
+            }
+            RequestBody::GroupRemoveMembers { group_id, members } => {
+                Reply::Now(self.group_remove(group_id, members).await)
+            }
+            RequestBody::GroupLeave { group_id } => Reply::Now(self.group_leave(group_id).await),
+            RequestBody::GroupList => Reply::Now(self.group_list().await),
+            RequestBody::GroupGet { group_id } => Reply::Now(self.group_get(group_id).await),
+            RequestBody::BlobCreate { size } => Reply::Now(self.blob_create(size).await),
+            RequestBody::BlobUpload {
+                blob_id,
+                offset,
+                chunk,
+            } => Reply::Now(self.blob_upload(blob_id, offset, chunk).await),
+            RequestBody::BlobStatus { blob_id } => Reply::Now(self.blob_status(blob_id).await),
+            RequestBody::BlobDownload {
+                blob_id,
+                offset,
+                length,
+            } => Reply::Now(self.blob_download(blob_id, offset, length).await),
+            RequestBody::RenewCertificate(renew) => Reply::Now(self.renew(*renew).await),
+            RequestBody::RevokeCertificate { reason } => Reply::Now(self.revoke(reason).await),
+            RequestBody::WhoAmI => Reply::Now(self.who_am_i()),
+            RequestBody::ListDevices => Reply::Now(self.list_devices().await),
+        };
+        match reply {
+            Reply::Deferred => Ok(()),
+            Reply::Now(result) => {
+                let shared = self.shared.clone();
+                let closing = respond(&shared, &self.outbound, id, started, result).await;
+                match closing {
+                    Some(error) => Err(error),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Spawns the task that answers request `id` once `answer` resolves.
+    pub fn defer(
+        &mut self,
+        id: u64,
+        started: Instant,
+        answer: impl Future<Output = Result<ResponseBody, Failure>> + Send + 'static,
+    ) {
+        // Reap the answers already sent, so a long connection does not accumulate handles.
+        while self.replies.try_join_next().is_some() {}
+        let shared = self.shared.clone();
+        let outbound = self.outbound.clone();
+        self.replies.spawn(async move {
+            // A deferred answer never closes the connection (sends are refused, not fatal).
+            respond(&shared, &outbound, id, started, answer.await).await;
+        });
+    }
+
+    /// The current wall-clock time.
+    pub fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// Sends the answer to request `id`; returns the error when it closes the connection.
+async fn respond<S>(
+    shared: &Shared<S>,
+    outbound: &mpsc::Sender<ServerFrame>,
+    id: u64,
+    started: Instant,
+    result: Result<ResponseBody, Failure>,
+) -> Option<ApiError> {
+    shared.metrics.requests_total.inc();
+    shared
+        .metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let (frame, closing) = match result {
+        Ok(body) => (ServerFrame::ok(id, body), None),
+        Err(Failure::Refused(error)) => {
+            shared.metrics.request_errors_total.inc();
+            tracing::debug!(request = id, code = %error.code, message = %error.message, "request refused");
+            (ServerFrame::error(id, error), None)
+        }
+        Err(Failure::Close(error)) => {
+            shared.metrics.request_errors_total.inc();
+            (ServerFrame::error(id, error.clone()), Some(error))
+        }
+    };
+    // The connection may be closing already; the answer is then lost with it.
+    let _ = outbound.send(frame).await;
+    closing
+}

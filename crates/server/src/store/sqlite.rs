@@ -1,0 +1,1181 @@
+//! [`MessageStore`] on SQLite: the embedded default, one file in WAL mode.
+//!
+//! SQLite has one writer at a time. Every method that writes opens its transaction with
+//! `BEGIN IMMEDIATE`, which takes the write lock up front: concurrent writers wait on the busy
+//! timeout instead of failing when a read lock would be upgraded, and a read-then-delete such as
+//! a prekey claim cannot interleave with another one. Reads run on the pool without a lock.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use confianza_api::limits::{MAX_GROUP_MEMBERS, MAX_GROUPS_PER_LIST};
+use confianza_api::{
+    BlobId, GroupId, GroupMember, GroupSummary, KyberPreKey, NoisePublicKey, OneTimePreKey,
+    PreKeyCount, PreKeyUpload, SignedPreKey,
+};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use super::rows::{
+    DedupeKey, Mailbox, col_array, col_ciphertext_type, col_group_id, col_kyber, col_u32, col_u64,
+    db_int, encode_message_ids, plan_enqueue, receipt_from_columns, rows_per_statement,
+};
+use super::{
+    Acknowledged, BlobRecord, ClaimedPreKeys, Device, DeviceAddress, EnqueueOutcome, GroupRecord,
+    MessageStore, NewDevice, NewMessage, NewReceipt, Queued, QueuedItem, StoreError,
+};
+
+/// The SQLite message store. Cheap to clone: it shares the pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+type DeviceRow = (String, i64, i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, i64);
+
+const DEVICE_COLUMNS: &str = "address, device_id, registration_id, noise_key, identity_key, \
+                              certificate, created_at_ms, last_seen_ms";
+
+fn device_from_row(row: DeviceRow) -> Result<Device, StoreError> {
+    let (address, device_id, registration_id, noise_key, identity_key, certificate, created, seen) =
+        row;
+    Ok(Device {
+        address: DeviceAddress {
+            address,
+            device_id: col_u32(device_id, "device_id")?,
+        },
+        registration_id: col_u32(registration_id, "registration_id")?,
+        noise_key: col_array(&noise_key, "noise_key")?,
+        identity_key: col_array(&identity_key, "identity_key")?,
+        certificate,
+        created_at_ms: col_u64(created, "created_at_ms")?,
+        last_seen_ms: col_u64(seen, "last_seen_ms")?,
+    })
+}
+
+/// A unique constraint failed: the caller's input collides with stored data.
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+impl SqliteStore {
+    /// The store over a migrated pool (see [`super::Database::connect`]).
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// A write transaction holding SQLite's write lock from its first statement.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The row id of a device, if it exists.
+async fn device_row(
+    conn: &mut SqliteConnection,
+    device: &DeviceAddress,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM devices WHERE address = $1 AND device_id = $2")
+            .bind(&device.address)
+            .bind(i64::from(device.device_id))
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+async fn account_exists(conn: &mut SqliteConnection, address: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE address = $1 LIMIT 1")
+        .bind(address)
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Deletes the given bodies that no mailbox entry references any more.
+async fn delete_orphan_bodies(
+    conn: &mut SqliteConnection,
+    bodies: &BTreeSet<i64>,
+) -> Result<(), StoreError> {
+    let bodies: Vec<i64> = bodies.iter().copied().collect();
+    for chunk in bodies.chunks(rows_per_statement(1)) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "DELETE FROM message_bodies WHERE NOT EXISTS \
+             (SELECT 1 FROM mailbox_entries e WHERE e.body = message_bodies.id) AND id IN (",
+        );
+        let mut list = query.separated(", ");
+        for body in chunk {
+            list.push_bind(*body);
+        }
+        query.push(")");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Reads a group's record inside a transaction; `None` if it does not exist.
+async fn load_group(
+    conn: &mut SqliteConnection,
+    id: GroupId,
+) -> Result<Option<GroupRecord>, StoreError> {
+    let group: Option<(String, i64)> =
+        sqlx::query_as("SELECT name, revision FROM chat_groups WHERE id = $1")
+            .bind(&id.0[..])
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((name, revision)) = group else {
+        return Ok(None);
+    };
+    let members: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT address, admin FROM group_members WHERE group_id = $1 \
+         ORDER BY joined_revision, address",
+    )
+    .bind(&id.0[..])
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(GroupRecord {
+        id,
+        name,
+        revision: col_u64(revision, "revision")?,
+        members: members
+            .into_iter()
+            .map(|(address, admin)| GroupMember { address, admin })
+            .collect(),
+    }))
+}
+
+/// Checks that every account in `addresses` exists: `NotFound` names the first that does not.
+async fn require_accounts(
+    conn: &mut SqliteConnection,
+    addresses: &[String],
+) -> Result<(), StoreError> {
+    for address in addresses {
+        if !account_exists(conn, address).await? {
+            return Err(StoreError::NotFound(format!("account {address}")));
+        }
+    }
+    Ok(())
+}
+
+/// Inserts members joining at `revision`.
+async fn insert_members(
+    conn: &mut SqliteConnection,
+    id: GroupId,
+    members: &[(String, bool)],
+    revision: i64,
+) -> Result<(), StoreError> {
+    for chunk in members.chunks(rows_per_statement(4)) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO group_members (group_id, address, admin, joined_revision) ",
+        );
+        query.push_values(chunk, |mut row, (address, admin)| {
+            row.push_bind(&id.0[..])
+                .push_bind(address.as_str())
+                .push_bind(*admin)
+                .push_bind(revision);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// After members went: deletes the group if it is empty, else makes sure an admin remains (the
+/// earliest member is promoted), then sets the revision. Returns the record.
+async fn settle_group(
+    conn: &mut SqliteConnection,
+    id: GroupId,
+    name: String,
+    revision: i64,
+) -> Result<GroupRecord, StoreError> {
+    let remaining: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+            .bind(&id.0[..])
+            .fetch_one(&mut *conn)
+            .await?;
+    if remaining == 0 {
+        sqlx::query("DELETE FROM chat_groups WHERE id = $1")
+            .bind(&id.0[..])
+            .execute(&mut *conn)
+            .await?;
+        return Ok(GroupRecord {
+            id,
+            name,
+            revision: col_u64(revision, "revision")?,
+            members: Vec::new(),
+        });
+    }
+    sqlx::query(
+        "UPDATE group_members SET admin = 1 WHERE group_id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM group_members WHERE group_id = $1 AND admin) \
+         AND address = (SELECT address FROM group_members WHERE group_id = $1 \
+                        ORDER BY joined_revision, address LIMIT 1)",
+    )
+    .bind(&id.0[..])
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE chat_groups SET revision = $2 WHERE id = $1")
+        .bind(&id.0[..])
+        .bind(revision)
+        .execute(&mut *conn)
+        .await?;
+    load_group(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("group".to_owned()))
+}
+
+/// Removes `members` from a group (those not in it are ignored) and settles it. `None` when
+/// nobody was removed.
+async fn remove_from_group(
+    conn: &mut SqliteConnection,
+    id: GroupId,
+    name: String,
+    revision: i64,
+    members: &[String],
+) -> Result<Option<GroupRecord>, StoreError> {
+    let mut removed = 0;
+    for member in members.iter().collect::<BTreeSet<_>>() {
+        removed += sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND address = $2")
+            .bind(&id.0[..])
+            .bind(member)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    if removed == 0 {
+        return Ok(None);
+    }
+    settle_group(conn, id, name, revision.saturating_add(1))
+        .await
+        .map(Some)
+}
+
+/// The group's name and revision, and whether `address` is a member and an admin.
+async fn group_and_role(
+    conn: &mut SqliteConnection,
+    id: GroupId,
+    address: &str,
+) -> Result<(String, i64, Option<bool>), StoreError> {
+    let group: Option<(String, i64)> =
+        sqlx::query_as("SELECT name, revision FROM chat_groups WHERE id = $1")
+            .bind(&id.0[..])
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((name, revision)) = group else {
+        return Err(StoreError::NotFound("group".to_owned()));
+    };
+    let admin: Option<bool> =
+        sqlx::query_scalar("SELECT admin FROM group_members WHERE group_id = $1 AND address = $2")
+            .bind(&id.0[..])
+            .bind(address)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok((name, revision, admin))
+}
+
+impl MessageStore for SqliteStore {
+    async fn enroll(&self, device: NewDevice) -> Result<Device, StoreError> {
+        let mut tx = self.write().await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE noise_key = $1")
+            .bind(&device.noise_key[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(
+                "Noise key already registered".to_owned(),
+            ));
+        }
+        let device_id: i64 = sqlx::query_scalar(
+            "INSERT INTO devices (address, device_id, registration_id, noise_key, identity_key, \
+                                  certificate, created_at_ms, last_seen_ms) \
+             SELECT $1, COALESCE(MAX(device_id), 0) + 1, $2, $3, $4, $5, $6, $6 \
+             FROM devices WHERE address = $1 \
+             RETURNING device_id",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.registration_id))
+        .bind(&device.noise_key[..])
+        .bind(&device.identity_key[..])
+        .bind(&device.certificate)
+        .bind(db_int(device.now_ms))
+        .fetch_one(&mut *tx)
+        .await?;
+        let device_id = col_u32(device_id, "device_id")?;
+        tx.commit().await?;
+        Ok(Device {
+            address: DeviceAddress {
+                address: device.address,
+                device_id,
+            },
+            registration_id: device.registration_id,
+            noise_key: device.noise_key,
+            identity_key: device.identity_key,
+            certificate: device.certificate,
+            created_at_ms: device.now_ms,
+            last_seen_ms: device.now_ms,
+        })
+    }
+
+    async fn device_by_noise_key(
+        &self,
+        key: &NoisePublicKey,
+    ) -> Result<Option<Device>, StoreError> {
+        let row: Option<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE noise_key = $1"
+        )))
+        .bind(&key[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(device_from_row).transpose()
+    }
+
+    async fn devices(&self, address: &str) -> Result<Vec<Device>, StoreError> {
+        let rows: Vec<DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE address = $1 ORDER BY device_id"
+        )))
+        .bind(address)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(device_from_row).collect()
+    }
+
+    async fn set_certificate(
+        &self,
+        device: &DeviceAddress,
+        certificate: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE devices SET certificate = $3 WHERE address = $1 AND device_id = $2",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.device_id))
+        .bind(certificate)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("device {device:?}")));
+        }
+        Ok(())
+    }
+
+    async fn touch(&self, device: &DeviceAddress, now_ms: u64) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE devices SET last_seen_ms = $3 WHERE address = $1 AND device_id = $2",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.device_id))
+        .bind(db_int(now_ms))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("device {device:?}")));
+        }
+        Ok(())
+    }
+
+    async fn upload_pre_keys(
+        &self,
+        device: &DeviceAddress,
+        upload: &PreKeyUpload,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let row = device_row(&mut tx, device)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("device {device:?}")))?;
+        if let Some(key) = &upload.signed_pre_key {
+            sqlx::query(
+                "INSERT INTO signed_pre_keys (device, key_id, public_key, signature) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (device) DO UPDATE SET key_id = excluded.key_id, \
+                 public_key = excluded.public_key, signature = excluded.signature",
+            )
+            .bind(row)
+            .bind(i64::from(key.id))
+            .bind(&key.public_key[..])
+            .bind(&key.signature[..])
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in upload.one_time_pre_keys.chunks(rows_per_statement(3)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO one_time_pre_keys (device, key_id, public_key) ",
+            );
+            query.push_values(chunk, |mut values, key| {
+                values
+                    .push_bind(row)
+                    .push_bind(i64::from(key.id))
+                    .push_bind(&key.public_key[..]);
+            });
+            match query.build().execute(&mut *tx).await {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(
+                        "one-time prekey id already present".into(),
+                    ));
+                }
+                other => other?,
+            };
+        }
+        for chunk in upload.kyber_pre_keys.chunks(rows_per_statement(4)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO kyber_pre_keys (device, key_id, public_key, signature) ",
+            );
+            query.push_values(chunk, |mut values, key| {
+                values
+                    .push_bind(row)
+                    .push_bind(i64::from(key.id))
+                    .push_bind(&key.public_key.as_bytes()[..])
+                    .push_bind(&key.signature[..]);
+            });
+            match query.build().execute(&mut *tx).await {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(
+                        "Kyber prekey id already present".into(),
+                    ));
+                }
+                other => other?,
+            };
+        }
+        if let Some(key) = &upload.kyber_last_resort {
+            sqlx::query(
+                "INSERT INTO kyber_last_resort_keys \
+                     (device, key_id, public_key, signature, last_resort_used) \
+                 VALUES ($1, $2, $3, $4, 0) \
+                 ON CONFLICT (device) DO UPDATE SET key_id = excluded.key_id, \
+                 public_key = excluded.public_key, signature = excluded.signature, \
+                 last_resort_used = 0",
+            )
+            .bind(row)
+            .bind(i64::from(key.id))
+            .bind(&key.public_key.as_bytes()[..])
+            .bind(&key.signature[..])
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_pre_keys(
+        &self,
+        device: &DeviceAddress,
+    ) -> Result<Option<ClaimedPreKeys>, StoreError> {
+        type BundleRow = (
+            i64,
+            i64,
+            Vec<u8>,
+            Vec<u8>,
+            i64,
+            Vec<u8>,
+            Vec<u8>,
+            i64,
+            Vec<u8>,
+            Vec<u8>,
+        );
+        let mut tx = self.write().await?;
+        let row: Option<BundleRow> = sqlx::query_as(
+            "SELECT d.id, d.registration_id, d.identity_key, d.certificate, \
+                    s.key_id, s.public_key, s.signature, k.key_id, k.public_key, k.signature \
+             FROM devices d \
+             JOIN signed_pre_keys s ON s.device = d.id \
+             JOIN kyber_last_resort_keys k ON k.device = d.id \
+             WHERE d.address = $1 AND d.device_id = $2",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.device_id))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((
+            row,
+            registration_id,
+            identity_key,
+            certificate,
+            spk_id,
+            spk,
+            spk_sig,
+            lr_id,
+            lr,
+            lr_sig,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let one_time: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "DELETE FROM one_time_pre_keys WHERE id = \
+                 (SELECT id FROM one_time_pre_keys WHERE device = $1 ORDER BY key_id LIMIT 1) \
+             RETURNING key_id, public_key",
+        )
+        .bind(row)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let kyber: Option<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "DELETE FROM kyber_pre_keys WHERE id = \
+                 (SELECT id FROM kyber_pre_keys WHERE device = $1 ORDER BY key_id LIMIT 1) \
+             RETURNING key_id, public_key, signature",
+        )
+        .bind(row)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let kyber_is_last_resort = kyber.is_none();
+        let (kyber_id, kyber_key, kyber_sig) = match kyber {
+            Some(key) => key,
+            None => {
+                sqlx::query(
+                    "UPDATE kyber_last_resort_keys SET last_resort_used = 1 WHERE device = $1",
+                )
+                .bind(row)
+                .execute(&mut *tx)
+                .await?;
+                (lr_id, lr, lr_sig)
+            }
+        };
+        // Everything is decoded before the commit: a corrupt row rolls the claim back.
+        let claimed = ClaimedPreKeys {
+            registration_id: col_u32(registration_id, "registration_id")?,
+            identity_key: col_array(&identity_key, "identity_key")?,
+            certificate,
+            signed_pre_key: SignedPreKey {
+                id: col_u32(spk_id, "key_id")?,
+                public_key: col_array(&spk, "public_key")?,
+                signature: col_array(&spk_sig, "signature")?,
+            },
+            one_time_pre_key: one_time
+                .map(|(id, key)| {
+                    Ok::<_, StoreError>(OneTimePreKey {
+                        id: col_u32(id, "key_id")?,
+                        public_key: col_array(&key, "public_key")?,
+                    })
+                })
+                .transpose()?,
+            kyber_pre_key: KyberPreKey {
+                id: col_u32(kyber_id, "key_id")?,
+                public_key: col_kyber(&kyber_key, "public_key")?,
+                signature: col_array(&kyber_sig, "signature")?,
+            },
+            kyber_is_last_resort,
+        };
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    async fn pre_key_count(&self, device: &DeviceAddress) -> Result<PreKeyCount, StoreError> {
+        let row: Option<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM one_time_pre_keys WHERE device = d.id), \
+                    (SELECT COUNT(*) FROM kyber_pre_keys WHERE device = d.id), \
+                    COALESCE((SELECT last_resort_used FROM kyber_last_resort_keys \
+                              WHERE device = d.id), 0) \
+             FROM devices d WHERE d.address = $1 AND d.device_id = $2",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.device_id))
+        .fetch_optional(&self.pool)
+        .await?;
+        let (one_time, kyber_one_time, kyber_last_resort_used) =
+            row.ok_or_else(|| StoreError::NotFound(format!("device {device:?}")))?;
+        Ok(PreKeyCount {
+            one_time: col_u32(one_time, "count")?,
+            kyber_one_time: col_u32(kyber_one_time, "count")?,
+            kyber_last_resort_used,
+        })
+    }
+
+    async fn enqueue(
+        &self,
+        messages: &[NewMessage],
+        max_queue: u64,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write().await?;
+
+        // 1. The recipients' mailboxes: row id, last delivery id, depth.
+        let recipients: BTreeSet<&DeviceAddress> =
+            messages.iter().flat_map(|m| &m.recipients).collect();
+        let recipients: Vec<&DeviceAddress> = recipients.into_iter().collect();
+        let mut mailboxes = HashMap::with_capacity(recipients.len());
+        for chunk in recipients.chunks(rows_per_statement(2)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT d.id, d.address, d.device_id, d.last_delivery_id, \
+                        (SELECT COUNT(*) FROM mailbox_entries e WHERE e.device = d.id) \
+                        + (SELECT COUNT(*) FROM receipts r WHERE r.device = d.id) \
+                 FROM (",
+            );
+            query.push_values(chunk, |mut values, recipient| {
+                values
+                    .push_bind(recipient.address.as_str())
+                    .push_bind(i64::from(recipient.device_id));
+            });
+            query
+                .push(") AS k JOIN devices d ON d.address = k.column1 AND d.device_id = k.column2");
+            let rows: Vec<(i64, String, i64, i64, i64)> =
+                query.build_query_as().fetch_all(&mut *tx).await?;
+            for (device, address, device_id, last_delivery_id, depth) in rows {
+                mailboxes.insert(
+                    DeviceAddress {
+                        address,
+                        device_id: col_u32(device_id, "device_id")?,
+                    },
+                    Mailbox {
+                        device,
+                        last_delivery_id,
+                        depth: col_u64(depth, "depth")?,
+                    },
+                );
+            }
+        }
+
+        // 2. The dedupe keys of this batch already queued.
+        let keys: HashSet<DedupeKey> = messages
+            .iter()
+            .flat_map(|message| {
+                message
+                    .recipients
+                    .iter()
+                    .filter_map(|r| mailboxes.get(r))
+                    .map(move |mailbox| DedupeKey::new(mailbox.device, message))
+            })
+            .collect();
+        let keys: Vec<DedupeKey> = keys.into_iter().collect();
+        let mut queued = HashSet::new();
+        for chunk in keys.chunks(rows_per_statement(4)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT e.device, e.sender_address, e.sender_device_id, e.client_message_id FROM (",
+            );
+            query.push_values(chunk, |mut values, key| {
+                values
+                    .push_bind(key.device)
+                    .push_bind(key.sender_address.as_str())
+                    .push_bind(i64::from(key.sender_device_id))
+                    .push_bind(&key.client_message_id[..]);
+            });
+            query.push(
+                ") AS k JOIN mailbox_entries e ON e.device = k.column1 \
+                 AND e.sender_address = k.column2 AND e.sender_device_id = k.column3 \
+                 AND e.client_message_id = k.column4",
+            );
+            let rows: Vec<(i64, String, i64, Vec<u8>)> =
+                query.build_query_as().fetch_all(&mut *tx).await?;
+            for (device, sender_address, sender_device_id, client_message_id) in rows {
+                queued.insert(DedupeKey {
+                    device,
+                    sender_address,
+                    sender_device_id: col_u32(sender_device_id, "sender_device_id")?,
+                    client_message_id: col_array(&client_message_id, "client_message_id")?,
+                });
+            }
+        }
+
+        // 3. The outcomes, decided in memory.
+        let plan = plan_enqueue(messages, &mut mailboxes, &mut queued, max_queue);
+        if plan.bodies.is_empty() {
+            // Nothing to write (all duplicates, full or unknown); the rollback is free.
+            return Ok(plan.outcomes);
+        }
+
+        // 4. The writes: bodies, entries, counters. The write lock makes MAX(id) safe.
+        let first_body: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM message_bodies")
+                .fetch_one(&mut *tx)
+                .await?;
+        let body_ids: Vec<i64> = (first_body..).take(plan.bodies.len()).collect();
+        let bodies: Vec<(i64, &NewMessage)> = body_ids
+            .iter()
+            .copied()
+            .zip(plan.bodies.iter().copied())
+            .collect();
+        for chunk in bodies.chunks(rows_per_statement(5)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO message_bodies \
+                     (id, ciphertext_type, body, server_timestamp_ms, group_id) ",
+            );
+            query.push_values(chunk, |mut values, (id, message)| {
+                values
+                    .push_bind(*id)
+                    .push_bind(i64::from(message.ciphertext_type.to_wire()))
+                    .push_bind(message.body.as_slice())
+                    .push_bind(db_int(message.server_timestamp_ms))
+                    .push_bind(message.group_id.map(|g| g.0.to_vec()));
+            });
+            query.build().execute(&mut *tx).await?;
+        }
+        for chunk in plan.entries.chunks(rows_per_statement(7)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO mailbox_entries (device, delivery_id, body, sender_address, \
+                     sender_device_id, client_message_id, expires_at_ms) ",
+            );
+            query.push_values(chunk, |mut values, entry| {
+                let (body, message) = bodies[entry.body];
+                values
+                    .push_bind(entry.device)
+                    .push_bind(entry.delivery_id)
+                    .push_bind(body)
+                    .push_bind(message.sender.address.as_str())
+                    .push_bind(i64::from(message.sender.device_id))
+                    .push_bind(&message.client_message_id[..])
+                    .push_bind(db_int(message.expires_at_ms));
+            });
+            query.build().execute(&mut *tx).await?;
+        }
+        for chunk in plan.counters.chunks(rows_per_statement(2)) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE devices SET last_delivery_id = k.column2 FROM (",
+            );
+            query.push_values(chunk, |mut values, (device, last)| {
+                values.push_bind(*device).push_bind(*last);
+            });
+            query.push(") AS k WHERE devices.id = k.column1");
+            query.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+
+    async fn enqueue_receipts(&self, receipts: &[NewReceipt]) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for receipt in receipts {
+            // Receipts for devices that no longer exist are dropped: nobody can fetch them.
+            let delivery_id: Option<i64> = sqlx::query_scalar(
+                "UPDATE devices SET last_delivery_id = last_delivery_id + 1 \
+                 WHERE address = $1 AND device_id = $2 RETURNING last_delivery_id",
+            )
+            .bind(&receipt.to.address)
+            .bind(i64::from(receipt.to.device_id))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(delivery_id) = delivery_id else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO receipts (device, delivery_id, recipient, recipient_device_id, \
+                     client_message_ids, server_timestamp_ms, expires_at_ms) \
+                 SELECT id, $3, $4, $5, $6, $7, $8 FROM devices \
+                 WHERE address = $1 AND device_id = $2",
+            )
+            .bind(&receipt.to.address)
+            .bind(i64::from(receipt.to.device_id))
+            .bind(delivery_id)
+            .bind(&receipt.receipt.recipient)
+            .bind(i64::from(receipt.receipt.recipient_device_id))
+            .bind(encode_message_ids(&receipt.receipt.client_message_ids))
+            .bind(db_int(receipt.receipt.server_timestamp_ms))
+            .bind(db_int(receipt.expires_at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Queued>, StoreError> {
+        // One statement, so messages and receipts come from one snapshot: a later entry is
+        // never returned while an earlier one is missed.
+        type PendingRow = (
+            i64,
+            i64,
+            String,
+            i64,
+            Vec<u8>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            i64,
+            Option<Vec<u8>>,
+        );
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT e.delivery_id, 0, e.sender_address, e.sender_device_id, e.client_message_id, \
+                    b.ciphertext_type, b.body, b.server_timestamp_ms, b.group_id \
+             FROM devices d \
+             JOIN mailbox_entries e ON e.device = d.id \
+             JOIN message_bodies b ON b.id = e.body \
+             WHERE d.address = $1 AND d.device_id = $2 AND e.delivery_id > $3 \
+             UNION ALL \
+             SELECT r.delivery_id, 1, r.recipient, r.recipient_device_id, r.client_message_ids, \
+                    NULL, NULL, r.server_timestamp_ms, NULL \
+             FROM devices d \
+             JOIN receipts r ON r.device = d.id \
+             WHERE d.address = $1 AND d.device_id = $2 AND r.delivery_id > $3 \
+             ORDER BY 1 LIMIT $4",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.device_id))
+        .bind(db_int(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(
+                    delivery_id,
+                    kind,
+                    address,
+                    device_id,
+                    ids,
+                    ciphertext_type,
+                    body,
+                    timestamp,
+                    group,
+                )| {
+                    let item = if kind == 0 {
+                        let (Some(ciphertext_type), Some(body)) = (ciphertext_type, body) else {
+                            return Err(StoreError::Corrupt("message without a body".to_owned()));
+                        };
+                        QueuedItem::Envelope(confianza_api::Envelope {
+                            sender: address,
+                            sender_device_id: col_u32(device_id, "sender_device_id")?,
+                            ciphertext_type: col_ciphertext_type(ciphertext_type)?,
+                            body,
+                            client_message_id: col_array(&ids, "client_message_id")?,
+                            server_timestamp_ms: col_u64(timestamp, "server_timestamp_ms")?,
+                            group_id: col_group_id(group.as_deref())?,
+                        })
+                    } else {
+                        QueuedItem::Receipt(receipt_from_columns(
+                            address, device_id, &ids, timestamp,
+                        )?)
+                    };
+                    Ok(Queued {
+                        delivery_id: col_u64(delivery_id, "delivery_id")?,
+                        item,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn acknowledge(
+        &self,
+        device: &DeviceAddress,
+        delivery_ids: &[u64],
+    ) -> Result<Vec<Acknowledged>, StoreError> {
+        let ids: BTreeSet<i64> = delivery_ids
+            .iter()
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = ids.into_iter().collect();
+        let mut tx = self.write().await?;
+        let Some(row) = device_row(&mut tx, device).await? else {
+            return Ok(Vec::new());
+        };
+        let mut acknowledged = Vec::new();
+        let mut bodies = BTreeSet::new();
+        for chunk in ids.chunks(rows_per_statement(1) - 1) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new("DELETE FROM mailbox_entries WHERE device = ");
+            query.push_bind(row).push(" AND delivery_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(
+                ") RETURNING delivery_id, body, sender_address, sender_device_id, client_message_id",
+            );
+            let rows: Vec<(i64, i64, String, i64, Vec<u8>)> =
+                query.build_query_as().fetch_all(&mut *tx).await?;
+            for (delivery_id, body, address, device_id, client_message_id) in rows {
+                bodies.insert(body);
+                acknowledged.push((
+                    delivery_id,
+                    Acknowledged {
+                        sender: DeviceAddress {
+                            address,
+                            device_id: col_u32(device_id, "sender_device_id")?,
+                        },
+                        client_message_id: col_array(&client_message_id, "client_message_id")?,
+                    },
+                ));
+            }
+            let mut query = QueryBuilder::<Sqlite>::new("DELETE FROM receipts WHERE device = ");
+            query.push_bind(row).push(" AND delivery_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            query.build().execute(&mut *tx).await?;
+        }
+        delete_orphan_bodies(&mut tx, &bodies).await?;
+        tx.commit().await?;
+        acknowledged.sort_by_key(|(delivery_id, _)| *delivery_id);
+        Ok(acknowledged.into_iter().map(|(_, ack)| ack).collect())
+    }
+
+    async fn queue_depth(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
+        let depth: Option<i64> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM mailbox_entries e WHERE e.device = d.id) \
+                    + (SELECT COUNT(*) FROM receipts r WHERE r.device = d.id) \
+             FROM devices d WHERE d.address = $1 AND d.device_id = $2",
+        )
+        .bind(&device.address)
+        .bind(i64::from(device.device_id))
+        .fetch_optional(&self.pool)
+        .await?;
+        col_u64(depth.unwrap_or(0), "depth")
+    }
+
+    async fn expire_messages(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let bodies: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM mailbox_entries WHERE expires_at_ms <= $1 RETURNING body",
+        )
+        .bind(db_int(now_ms))
+        .fetch_all(&mut *tx)
+        .await?;
+        let receipts = sqlx::query("DELETE FROM receipts WHERE expires_at_ms <= $1")
+            .bind(db_int(now_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let expired = bodies.len() as u64 + receipts;
+        delete_orphan_bodies(&mut tx, &bodies.into_iter().collect()).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn create_group(
+        &self,
+        id: GroupId,
+        name: &str,
+        creator: &str,
+        members: &[String],
+    ) -> Result<GroupRecord, StoreError> {
+        let others: Vec<String> = members
+            .iter()
+            .filter(|m| *m != creator)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        if others.len() + 1 > MAX_GROUP_MEMBERS {
+            return Err(StoreError::Conflict(format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members"
+            )));
+        }
+        let mut tx = self.write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM chat_groups WHERE id = $1")
+            .bind(&id.0[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict("group id already taken".to_owned()));
+        }
+        let rows: Vec<(String, bool)> = std::iter::once((creator.to_owned(), true))
+            .chain(others.into_iter().map(|m| (m, false)))
+            .collect();
+        let addresses: Vec<String> = rows.iter().map(|(m, _)| m.clone()).collect();
+        require_accounts(&mut tx, &addresses).await?;
+        sqlx::query("INSERT INTO chat_groups (id, name, revision) VALUES ($1, $2, 1)")
+            .bind(&id.0[..])
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        insert_members(&mut tx, id, &rows, 1).await?;
+        let record = load_group(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("group".to_owned()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn add_members(
+        &self,
+        id: GroupId,
+        actor: &str,
+        members: &[String],
+    ) -> Result<GroupRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let (_, revision, role) = group_and_role(&mut tx, id, actor).await?;
+        if role != Some(true) {
+            return Err(StoreError::Forbidden(
+                "only a group admin adds members".to_owned(),
+            ));
+        }
+        let current: Vec<String> =
+            sqlx::query_scalar("SELECT address FROM group_members WHERE group_id = $1")
+                .bind(&id.0[..])
+                .fetch_all(&mut *tx)
+                .await?;
+        let current: HashSet<String> = current.into_iter().collect();
+        let new: Vec<String> = members
+            .iter()
+            .filter(|m| !current.contains(*m))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            if current.len() + new.len() > MAX_GROUP_MEMBERS {
+                return Err(StoreError::Conflict(format!(
+                    "a group has at most {MAX_GROUP_MEMBERS} members"
+                )));
+            }
+            require_accounts(&mut tx, &new).await?;
+            let revision = revision.saturating_add(1);
+            let rows: Vec<(String, bool)> = new.into_iter().map(|m| (m, false)).collect();
+            insert_members(&mut tx, id, &rows, revision).await?;
+            sqlx::query("UPDATE chat_groups SET revision = $2 WHERE id = $1")
+                .bind(&id.0[..])
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let record = load_group(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("group".to_owned()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn remove_members(
+        &self,
+        id: GroupId,
+        actor: &str,
+        members: &[String],
+    ) -> Result<GroupRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let (name, revision, role) = group_and_role(&mut tx, id, actor).await?;
+        if role != Some(true) {
+            return Err(StoreError::Forbidden(
+                "only a group admin removes members".to_owned(),
+            ));
+        }
+        let record = match remove_from_group(&mut tx, id, name, revision, members).await? {
+            Some(record) => record,
+            None => load_group(&mut tx, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound("group".to_owned()))?,
+        };
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn leave_group(&self, id: GroupId, member: &str) -> Result<GroupRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let (name, revision, role) = group_and_role(&mut tx, id, member).await?;
+        if role.is_none() {
+            return Err(StoreError::Forbidden(
+                "not a member of the group".to_owned(),
+            ));
+        }
+        let record = remove_from_group(&mut tx, id, name, revision, &[member.to_owned()])
+            .await?
+            .ok_or_else(|| StoreError::Forbidden("not a member of the group".to_owned()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn group(&self, id: GroupId) -> Result<Option<GroupRecord>, StoreError> {
+        // Two reads: run them in one transaction so they see one snapshot.
+        let mut tx = self.pool.begin().await?;
+        let record = load_group(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn groups_of(&self, address: &str) -> Result<Vec<GroupSummary>, StoreError> {
+        let rows: Vec<(Vec<u8>, String, i64, i64)> = sqlx::query_as(
+            "SELECT g.id, g.name, g.revision, \
+                    (SELECT COUNT(*) FROM group_members c WHERE c.group_id = g.id) \
+             FROM group_members m JOIN chat_groups g ON g.id = m.group_id \
+             WHERE m.address = $1 ORDER BY g.id LIMIT $2",
+        )
+        .bind(address)
+        .bind(db_int(MAX_GROUPS_PER_LIST as u64))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, name, revision, members)| {
+                Ok(GroupSummary {
+                    id: GroupId(col_array(&id, "group id")?),
+                    name,
+                    revision: col_u64(revision, "revision")?,
+                    member_count: col_u32(members, "member count")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_blob(&self, blob: &BlobRecord) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO blobs (id, owner, size, received, expires_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&blob.id.0[..])
+        .bind(&blob.owner)
+        .bind(db_int(blob.size))
+        .bind(db_int(blob.received))
+        .bind(db_int(blob.expires_at_ms))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("blob id already taken".to_owned()))
+            }
+            other => other.map(|_| ()).map_err(StoreError::from),
+        }
+    }
+
+    async fn blob(&self, id: BlobId) -> Result<Option<BlobRecord>, StoreError> {
+        let row: Option<(String, i64, i64, i64)> =
+            sqlx::query_as("SELECT owner, size, received, expires_at_ms FROM blobs WHERE id = $1")
+                .bind(&id.0[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(owner, size, received, expires)| {
+            Ok(BlobRecord {
+                id,
+                owner,
+                size: col_u64(size, "size")?,
+                received: col_u64(received, "received")?,
+                expires_at_ms: col_u64(expires, "expires_at_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn advance_blob(&self, id: BlobId, from: u64, to: u64) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE blobs SET received = $3 \
+             WHERE id = $1 AND received = $2 AND $3 >= $2 AND $3 <= size",
+        )
+        .bind(&id.0[..])
+        .bind(db_int(from))
+        .bind(db_int(to))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(());
+        }
+        match self.blob(id).await? {
+            None => Err(StoreError::NotFound("blob".to_owned())),
+            Some(blob) if blob.received != from => Err(StoreError::Conflict(format!(
+                "blob upload is at {}, not {from}",
+                blob.received
+            ))),
+            Some(blob) => Err(StoreError::Conflict(format!(
+                "cannot move a blob of {} bytes from {from} to {to}",
+                blob.size
+            ))),
+        }
+    }
+
+    async fn expire_blobs(&self, now_ms: u64) -> Result<Vec<BlobId>, StoreError> {
+        let ids: Vec<Vec<u8>> =
+            sqlx::query_scalar("DELETE FROM blobs WHERE expires_at_ms <= $1 RETURNING id")
+                .bind(db_int(now_ms))
+                .fetch_all(&self.pool)
+                .await?;
+        ids.iter()
+            .map(|id| col_array(id, "blob id").map(BlobId))
+            .collect()
+    }
+}

@@ -1,0 +1,366 @@
+//! Two service nodes of one organisation, as `confianza-server run` with PostgreSQL and NATS
+//! makes them: one CA, one PostgreSQL schema (fresh per test, dropped after), one NATS
+//! subject (fresh per test), two listeners. Clients on different nodes exchange messages live
+//! (the NATS wake-up reaches the other node's connection) and offline, and a one-time prekey
+//! is claimed once under concurrent fetches on both nodes.
+//!
+//! Needs `DATABASE_URL` and `NATS_URL`; each test is skipped with a note when either is unset:
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test NATS_URL=nats://127.0.0.1:4222 \
+//!     cargo test -p confianza-server --test two_nodes
+//! ```
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use confianza_api::{
+    CiphertextType, DeliveryItem, DeviceSelector, Notice, OutgoingEnvelope, RequestBody,
+    ResponseBody,
+};
+use confianza_noise::StaticKeyPair;
+use confianza_pki::seal::SealParams;
+use confianza_pki::signer::CaAlgorithm;
+use confianza_server::authority::Authority;
+use confianza_server::authority::init::{InitOptions, init};
+use confianza_server::service::{NatsLink, ServiceOptions, start};
+use confianza_server::store::{AnyMessageStore, Database};
+use rand::Rng;
+use sqlx::AssertSqlSafe;
+use support::{TestClient, TestServer};
+
+/// What the nodes of one test share.
+struct Cluster {
+    /// Holds the data directory of the CA.
+    first: TestServer,
+    second: TestServer,
+    /// Each node's connection pool, closed before the schema is dropped.
+    pools: Vec<Database>,
+    /// Declared last: dropped after the nodes, also when the test panics.
+    _schema: SchemaGuard,
+}
+
+/// Drops the test's schema when dropped, even on a panic: on a thread of its own, since a
+/// `Drop` cannot wait on the test's runtime.
+struct SchemaGuard {
+    database_url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let url = self.database_url.clone();
+        let schema = self.schema.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let admin = sqlx::PgPool::connect(&url).await?;
+                sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                Ok::<(), sqlx::Error>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("the test schema {} was not dropped", self.schema);
+        }
+    }
+}
+
+impl Cluster {
+    /// Two nodes, or `None` with a note when PostgreSQL or NATS is not configured.
+    async fn start() -> Option<Self> {
+        let (Ok(database_url), Ok(nats_url)) =
+            (std::env::var("DATABASE_URL"), std::env::var("NATS_URL"))
+        else {
+            eprintln!("DATABASE_URL or NATS_URL is not set: two-node test skipped");
+            return None;
+        };
+        let mut random = [0u8; 8];
+        rand::rng().fill_bytes(&mut random);
+        let suffix = hex::encode(random);
+        let schema = format!("t_{suffix}");
+        let namespace = format!("test-{suffix}");
+        let admin = sqlx::PgPool::connect(&database_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("create the test schema");
+        admin.close().await;
+        let schema_guard = SchemaGuard {
+            database_url: database_url.clone(),
+            schema: schema.clone(),
+        };
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = InitOptions {
+            organisation: "Example Org".to_owned(),
+            name: "chat.example.org".to_owned(),
+            key_type: CaAlgorithm::Ed25519,
+            domains: vec!["example.org".to_owned()],
+            open_registration: false,
+            http_url: "http://127.0.0.1:8443".to_owned(),
+            seal_params: SealParams::INSECURE_FOR_TESTS,
+        };
+        init(dir.path(), options, None, None).await.expect("init");
+        let authority = Authority::open(dir.path(), None, None)
+            .await
+            .expect("open authority");
+        let (first, first_pool) = node(
+            dir,
+            &authority,
+            &database_url,
+            &schema,
+            &nats_url,
+            &namespace,
+        )
+        .await;
+        let (second, second_pool) = node(
+            tempfile::tempdir().expect("temp dir"),
+            &authority,
+            &database_url,
+            &schema,
+            &nats_url,
+            &namespace,
+        )
+        .await;
+        Some(Self {
+            first,
+            second,
+            pools: vec![first_pool, second_pool],
+            _schema: schema_guard,
+        })
+    }
+
+    /// Stops both nodes gracefully; the schema goes when `self` is dropped.
+    async fn finish(mut self) {
+        self.first.shutdown().await;
+        self.second.shutdown().await;
+        for database in &self.pools {
+            if let Database::Postgres(pool) = database {
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// One node: its own PostgreSQL pool on the shared schema, its own NATS connection.
+async fn node(
+    dir: tempfile::TempDir,
+    authority: &Authority,
+    database_url: &str,
+    schema: &str,
+    nats_url: &str,
+    namespace: &str,
+) -> (TestServer, Database) {
+    let database = Database::connect_postgres_in_schema(database_url, schema)
+        .await
+        .expect("open PostgreSQL");
+    let store = AnyMessageStore::new(&database);
+    let noise = confianza_noise::ServerConfig::new(
+        StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
+        authority.noise_certificate_der(),
+    )
+    .expect("noise config");
+    let localhost: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let mut options = ServiceOptions::new(
+        store.clone(),
+        Arc::new(authority.clone()),
+        noise,
+        localhost,
+        localhost,
+    );
+    let link = NatsLink::connect(nats_url, namespace, "test-node")
+        .await
+        .expect("NATS");
+    options.bus = Some(link.bus_builder());
+    let running = start(options).await.expect("service starts");
+    let server = TestServer {
+        noise_addr: running.noise_addr,
+        http_addr: running.http_addr,
+        dir,
+        authority: authority.clone(),
+        store,
+        running: Some(running),
+    };
+    (server, database)
+}
+
+/// A recipient device, whether connected or not.
+#[derive(Debug, Clone)]
+struct Target {
+    address: String,
+    device_id: u32,
+    registration_id: u32,
+}
+
+impl Target {
+    fn of(client: &TestClient) -> Self {
+        Self {
+            address: client.address.clone(),
+            device_id: client.device_id,
+            registration_id: client.keys.as_ref().expect("enrolled").registration_id,
+        }
+    }
+}
+
+async fn send(from: &mut TestClient, to: &Target, body: &[u8], id: u8) {
+    let answer = from
+        .request(RequestBody::Send {
+            recipient: to.address.clone(),
+            envelopes: vec![OutgoingEnvelope {
+                device_id: to.device_id,
+                registration_id: to.registration_id,
+                ciphertext_type: CiphertextType::Whisper,
+                body: body.to_vec(),
+                client_message_id: [id; 16],
+            }],
+        })
+        .await
+        .expect("sent");
+    assert!(
+        matches!(answer, ResponseBody::Sent { accepted: 1, .. }),
+        "{answer:?}"
+    );
+}
+
+fn body_of(item: &DeliveryItem) -> &[u8] {
+    match item {
+        DeliveryItem::Envelope(envelope) => &envelope.body,
+        DeliveryItem::Receipt(_) => panic!("a receipt, not an envelope"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_different_nodes_exchange_messages_live_and_offline() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let mut alice = cluster.first.enroll("alice@example.org", 1).await;
+    let mut bob = cluster.second.enroll("bob@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    bob.notice(|n| *n == Notice::MailboxDrained).await;
+
+    // Live, both ways, with no reconnection: only the NATS wake-up can deliver these.
+    let (alice_target, bob_target) = (Target::of(&alice), Target::of(&bob));
+    send(&mut alice, &bob_target, b"hello from node one", 1).await;
+    let delivery = bob.delivery().await;
+    assert_eq!(body_of(&delivery.item), b"hello from node one");
+    bob.ack(vec![delivery.id]).await;
+    // The delivery receipt travels back to the first node live too.
+    let receipt = alice.delivery().await;
+    let DeliveryItem::Receipt(receipt_body) = &receipt.item else {
+        panic!("not a receipt");
+    };
+    assert_eq!(receipt_body.recipient, "bob@example.org");
+    assert_eq!(receipt_body.client_message_ids, vec![[1; 16]]);
+    alice.ack(vec![receipt.id]).await;
+
+    send(&mut bob, &alice_target, b"hello from node two", 2).await;
+    let delivery = alice.delivery().await;
+    assert_eq!(body_of(&delivery.item), b"hello from node two");
+    alice.ack(vec![delivery.id]).await;
+
+    // Offline: bob leaves the second node, alice sends three through the first, bob comes
+    // back on the first node and gets them in order, once.
+    let bob_noise = bob.noise.clone();
+    drop(bob);
+    for (id, body) in [(10, b"one".as_slice()), (11, b"two"), (12, b"three")] {
+        send(&mut alice, &bob_target, body, id).await;
+    }
+    let mut bob = TestClient::connect(&cluster.first, bob_noise).await;
+    let backlog = bob.backlog_until_drained().await;
+    // The receipt for bob's own message (acknowledged by alice around when he left) may be
+    // there too; the envelopes come in order, once.
+    let bodies: Vec<&[u8]> = backlog
+        .iter()
+        .filter(|d| matches!(d.item, DeliveryItem::Envelope(_)))
+        .map(|d| body_of(&d.item))
+        .collect();
+    assert_eq!(bodies, vec![b"one".as_slice(), b"two", b"three"]);
+    bob.ack(backlog.iter().map(|d| d.id).collect()).await;
+
+    drop((alice, bob));
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_prekey_is_claimed_once_across_nodes() {
+    const FETCHERS_PER_NODE: usize = 4;
+    const FETCHES_EACH: usize = 30;
+    const ONE_TIME_KEYS: u32 = 100;
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let _carol = cluster
+        .first
+        .enroll("carol@example.org", ONE_TIME_KEYS)
+        .await;
+    let mut fetchers = Vec::new();
+    for i in 0..FETCHERS_PER_NODE {
+        fetchers.push(
+            cluster
+                .first
+                .enroll(&format!("one{i}@example.org"), 1)
+                .await,
+        );
+        fetchers.push(
+            cluster
+                .second
+                .enroll(&format!("two{i}@example.org"), 1)
+                .await,
+        );
+    }
+    let tasks: Vec<_> = fetchers
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..FETCHES_EACH {
+                    ids.push(
+                        client
+                            .send_request(RequestBody::FetchBundle {
+                                address: "carol@example.org".into(),
+                                device: DeviceSelector::One(1),
+                            })
+                            .await,
+                    );
+                }
+                let mut claimed = Vec::new();
+                for id in ids {
+                    let Ok(ResponseBody::Bundles(bundles)) = client.response(id).await.result
+                    else {
+                        panic!("fetch failed");
+                    };
+                    let bundle = bundles.into_iter().next().expect("one bundle");
+                    claimed.push(bundle.one_time_pre_key.map(|key| key.id));
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut handed_out = HashSet::new();
+    let mut without_one_time_key = 0;
+    for task in tasks {
+        for claimed in task.await.expect("fetcher") {
+            match claimed {
+                Some(id) => assert!(handed_out.insert(id), "prekey {id} handed out twice"),
+                None => without_one_time_key += 1,
+            }
+        }
+    }
+    let fetches = 2 * FETCHERS_PER_NODE * FETCHES_EACH;
+    assert_eq!(handed_out.len(), ONE_TIME_KEYS as usize);
+    assert_eq!(without_one_time_key, fetches - ONE_TIME_KEYS as usize);
+    cluster.finish().await;
+}
