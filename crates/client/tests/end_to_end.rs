@@ -385,3 +385,59 @@ async fn a_revoked_contact_is_refused_for_new_sessions() {
         running.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_fans_out_one_ciphertext_and_rekeys_when_a_member_leaves() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut clients = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let address = format!("{name}@example.org");
+        let (mut client, _) = Client::init(options(
+            &server,
+            &home.path().join(name),
+            &address,
+            server.code(&address).await,
+        ))
+        .await
+        .unwrap();
+        client.connect().await.unwrap();
+        drain(&mut client).await;
+        clients.push(client);
+    }
+    let [alice, mut bob, mut carol]: [Client; 3] = clients.try_into().ok().unwrap();
+    let members = vec!["bob@example.org".to_owned(), "carol@example.org".to_owned()];
+    let group = alice.group_create("lunch", &members).await.unwrap();
+    assert_eq!(group.members.len(), 3);
+    assert_eq!(alice.find_group("lunch").await.unwrap().id, group.id);
+
+    let report = alice.send_group_text(group.id, "noon?").await.unwrap();
+    assert_eq!(report.distributed_to.len(), 2);
+    for member in [&mut bob, &mut carol] {
+        let message = next_message(member).await;
+        assert_eq!(message.body, "noon?");
+        assert_eq!(message.peer, "alice@example.org");
+        assert!(message.conversation.starts_with("group:"));
+    }
+    // The key is distributed once per revision.
+    let report = alice.send_group_text(group.id, "or one?").await.unwrap();
+    assert!(report.distributed_to.is_empty());
+    assert_eq!(next_message(&mut bob).await.body, "or one?");
+    assert_eq!(next_message(&mut carol).await.body, "or one?");
+
+    // Carol is removed: Alice's next message goes out under a fresh key, to Bob only.
+    alice
+        .group_remove(group.id, &["carol@example.org".to_owned()])
+        .await
+        .unwrap();
+    let report = alice
+        .send_group_text(group.id, "without carol")
+        .await
+        .unwrap();
+    assert_eq!(report.distributed_to, ["bob@example.org"]);
+    assert_eq!(next_message(&mut bob).await.body, "without carol");
+
+    if let Some(running) = server.running {
+        running.shutdown().await;
+    }
+}
