@@ -10,6 +10,7 @@
 //! | [`connection`] | Noise Pipes over TCP (IK with the cached server key, XX on first contact), requests multiplexed by id, deliveries and notices |
 //! | [`account`] | `init` (keys, enrollment with an RA code, root pinning), `open`, `connect`, prekey replenishment, certificate renewal |
 //! | [`messaging`] | sessions from certified bundles, `send_text`, receiving (decrypt, store, then acknowledge), changed identities, safety numbers |
+//! | [`attachments`] | files encrypted as a stream, uploaded in resumable chunks, pointers in messages; downloads verified before decryption, saved under sanitised names |
 //! | [`groups`] | group membership through the server, sender keys distributed pairwise, one ciphertext fanned out |
 //! | [`content`] | the decrypted message content (`proto/content.proto`) |
 //!
@@ -61,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod attachments;
 pub mod call;
 pub mod connection;
 pub mod content;

@@ -23,9 +23,9 @@ pub const SRTP_REPLAY_WINDOW: u64 = 64;
 /// of 48 kHz stereo, and bounds the memory a sender can make us hold.
 pub const MAX_CALL_AUDIO_BYTES: usize = 64 << 20;
 
-/// Audio packets in one call: `MAX_CALL_AUDIO_BYTES` in the smallest useful packets (one
-/// 16-bit mono sample each would be absurd; 20 ms of 8 kHz mono is 320 bytes). A sender
-/// announcing more is refused, which bounds the silence a lying end marker can ask for.
+/// Audio packets in one call: an audio packet holds at least one 2-byte sample, so
+/// `MAX_CALL_AUDIO_BYTES / 2`. An end marker announcing more is refused, which also bounds the
+/// silence a lying end marker can make the receiver write.
 pub const MAX_CALL_AUDIO_PACKETS: u64 = (MAX_CALL_AUDIO_BYTES / 2) as u64;
 
 /// Highest sample rate accepted in a WAV file or an end marker (Hz): 384 kHz, the highest

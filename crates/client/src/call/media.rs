@@ -48,6 +48,9 @@ pub enum MediaError {
     /// Bad RTP framing inside an authentic packet.
     #[error("malformed RTP: {0}")]
     Rtp(#[from] RtpError),
+    /// An L16 payload longer than [`MAX_RTP_PAYLOAD_LEN`] or not whole samples.
+    #[error("invalid L16 payload of {0} bytes")]
+    AudioPayload(usize),
     /// A payload type this call does not use.
     #[error("unexpected RTP payload type {0}")]
     PayloadType(u8),
@@ -289,11 +292,8 @@ impl Reassembler {
         let payload = header.payload(&packet.packet)?;
         match header.payload_type {
             AUDIO_PAYLOAD_TYPE => {
-                if payload.len() > MAX_RTP_PAYLOAD_LEN || payload.len() % 2 != 0 {
-                    return Err(MediaError::Rtp(RtpError::Padding {
-                        padding: 0,
-                        payload: payload.len(),
-                    }));
+                if payload.len() > MAX_RTP_PAYLOAD_LEN || !payload.len().is_multiple_of(2) {
+                    return Err(MediaError::AudioPayload(payload.len()));
                 }
                 if let Some(end) = &self.end {
                     let in_stream = packet
@@ -376,6 +376,7 @@ impl Reassembler {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -429,7 +430,7 @@ mod tests {
         assert_eq!(missing, 0);
         assert_eq!(got, wav);
 
-        // Again without packet 2: 160 frames of silence in its place.
+        // Again without packet 2: its 160 frames become silence.
         let mut reassembler = Reassembler::new();
         for (k, p) in packets.iter().enumerate().filter(|(k, _)| *k != 2) {
             reassembler
@@ -441,9 +442,10 @@ mod tests {
         assert_eq!(reassembler.missing(), Some(1));
         let (got, missing) = reassembler.finish().unwrap();
         assert_eq!(missing, 1);
-        assert_eq!(got.data[..320], wav.data[..320]);
-        assert!(got.data[320..640].iter().all(|&b| b == 0));
-        assert_eq!(got.data[640..], wav.data[640..]);
+        // Packet 2 holds frames 320..480, bytes 640..960.
+        assert_eq!(got.data[..640], wav.data[..640]);
+        assert!(got.data[640..960].iter().all(|&b| b == 0));
+        assert_eq!(got.data[960..], wav.data[960..]);
     }
 
     impl Packetizer<'_> {

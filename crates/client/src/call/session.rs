@@ -86,6 +86,16 @@ pub struct CallInvitation {
     media_address: SocketAddr,
 }
 
+impl std::fmt::Debug for CallInvitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The master secret is never printed.
+        f.debug_struct("CallInvitation")
+            .field("call_id", &self.key.call_id())
+            .field("media_address", &self.media_address)
+            .finish_non_exhaustive()
+    }
+}
+
 fn usable(address: SocketAddr) -> Result<SocketAddr, OfferError> {
     if address.ip().is_unspecified() || address.port() == 0 {
         return Err(OfferError::UnusableAddress(address));
@@ -155,6 +165,21 @@ impl CallInvitation {
     }
 }
 
+/// Errors a UDP receive reports for an earlier datagram (an ICMP "port unreachable" from a
+/// peer not listening yet or any more), which must not end the call.
+fn is_transient(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Random values drawn without holding the (non-`Send`) thread RNG across an await.
+fn random_u32s<const N: usize>() -> [u32; N] {
+    let mut rng = rand::rng();
+    std::array::from_fn(|_| rand::Rng::next_u32(&mut rng))
+}
+
 /// Counts of packets refused while waiting or receiving.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RefusedPackets {
@@ -203,7 +228,11 @@ impl OutgoingCall {
             let Ok(received) = timeout_at(deadline, socket.recv_from(&mut buf)).await else {
                 return Err(CallError::NoAnswer(timeout));
             };
-            let (len, from) = received?;
+            let (len, from) = match received {
+                Ok(datagram) => datagram,
+                Err(error) if is_transient(&error) => continue,
+                Err(error) => return Err(error.into()),
+            };
             match self.receiver.unprotect(&buf[..len]) {
                 Ok(packet) => match parse_ready(&packet.packet) {
                     Ok(id) if id == self.call_id => {
@@ -236,6 +265,14 @@ pub struct SendReport {
     pub refused_before_answer: RefusedPackets,
 }
 
+impl std::fmt::Debug for OutgoingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingCall")
+            .field("call_id", &self.call_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The caller's side once the answerer is reachable.
 pub struct ConnectedCall {
     peer: SocketAddr,
@@ -256,13 +293,9 @@ impl ConnectedCall {
         socket: &UdpSocket,
         wav: &Wav,
     ) -> Result<SendReport, CallError> {
-        let mut rng = rand::rng();
-        let mut packetizer = Packetizer::new(
-            wav,
-            rand::Rng::next_u32(&mut rng),
-            rand::Rng::next_u32(&mut rng) as u16,
-            rand::Rng::next_u32(&mut rng),
-        );
+        // RFC 3550 §5.1: random SSRC, first sequence number and first timestamp.
+        let [ssrc, sequence, timestamp] = random_u32s();
+        let mut packetizer = Packetizer::new(wav, ssrc, sequence as u16, timestamp);
         let start = Instant::now();
         let mut audio_packets = 0;
         loop {
@@ -288,6 +321,14 @@ impl ConnectedCall {
     }
 }
 
+impl std::fmt::Debug for ConnectedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectedCall")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the answerer received.
 #[derive(Debug, Clone)]
 pub struct ReceivedAudio {
@@ -309,6 +350,15 @@ pub struct IncomingCall {
     receiver: SrtpReceiver,
 }
 
+impl std::fmt::Debug for IncomingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingCall")
+            .field("call_id", &self.call_id)
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
 impl IncomingCall {
     /// The call's id.
     pub fn call_id(&self) -> u64 {
@@ -323,9 +373,8 @@ impl IncomingCall {
         socket: &UdpSocket,
         idle_timeout: Duration,
     ) -> Result<ReceivedAudio, CallError> {
-        let mut rng = rand::rng();
-        let ssrc = rand::Rng::next_u32(&mut rng);
-        let mut ready_sequence = rand::Rng::next_u32(&mut rng) as u16;
+        let [ssrc, sequence] = random_u32s();
+        let mut ready_sequence = sequence as u16;
         let mut reassembler = Reassembler::new();
         let mut refused = RefusedPackets::default();
         let mut audio_packets = 0u64;
@@ -370,7 +419,11 @@ impl IncomingCall {
             let Ok(received) = timeout_at(wake, socket.recv_from(&mut buf)).await else {
                 continue;
             };
-            let (len, from) = received?;
+            let (len, from) = match received {
+                Ok(datagram) => datagram,
+                Err(error) if is_transient(&error) => continue,
+                Err(error) => return Err(error.into()),
+            };
             let packet = match self.receiver.unprotect(&buf[..len]) {
                 Ok(packet) => packet,
                 Err(error) => {

@@ -115,7 +115,7 @@ impl Wav {
                 max: MAX_CALL_AUDIO_BYTES,
             });
         }
-        if data.len() % format.frame_len() != 0 {
+        if !data.len().is_multiple_of(format.frame_len()) {
             return Err(WavError::PartialFrame(data.len()));
         }
         Ok(Self { format, data })
@@ -199,15 +199,14 @@ impl Wav {
         out.extend_from_slice(&BITS_PER_SAMPLE.to_le_bytes());
         out.extend_from_slice(b"data");
         out.extend_from_slice(&data_len.to_le_bytes());
+        // Whole 16-bit frames: the data chunk is of even length and needs no pad byte.
         out.extend_from_slice(&self.data);
-        if self.data.len() % 2 == 1 {
-            out.push(0);
-        }
         out
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -326,6 +326,7 @@ impl SrtpReceiver {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -145,6 +145,7 @@ impl RtpHeader {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
