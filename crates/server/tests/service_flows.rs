@@ -10,7 +10,7 @@ use confianza_api::{
     CiphertextType, DeliveryItem, DeviceSelector, ErrorCode, Notice, OutgoingEnvelope, RequestBody,
     ResponseBody,
 };
-use confianza_server::store::MessageStore;
+use confianza_server::store::{MessageStore, NewDevice};
 use support::{DeviceKeys, TestClient, TestServer};
 
 fn envelope(to: &TestClient, body: &[u8], id: u8) -> OutgoingEnvelope {
@@ -307,6 +307,62 @@ async fn duplicates_are_stored_once_and_device_lists_are_checked() {
     assert_eq!(
         refused.mismatched_devices.expect("detail").stale,
         vec![bob.device_id]
+    );
+    server.shutdown().await;
+}
+
+/// A device enrolled where this node's device-list cache does not see it (another node of a
+/// shared database): a send naming it is accepted at once, and one leaving it out is told it
+/// is missing. A stale cache costs a directory read, never a refused or a lost message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolled_behind_the_cache_is_seen_at_once() {
+    let mut server = TestServer::start().await;
+    let mut alice = server.enroll("alice@example.org", 1).await;
+    let bob = server.enroll("bob@example.org", 1).await;
+    // Caches bob's list: one device.
+    send(&mut alice, &bob, b"first", 1).await;
+
+    let second = server
+        .store
+        .enroll(NewDevice {
+            address: "bob@example.org".to_owned(),
+            registration_id: 4_242,
+            noise_key: [0x42; 32],
+            identity_key: [0x05; 33],
+            certificate: b"enrolled on another node".to_vec(),
+            now_ms: support_now_ms(),
+        })
+        .await
+        .expect("second device");
+    let mut to_second = envelope(&bob, b"both", 2);
+    to_second.device_id = second.address.device_id;
+    to_second.registration_id = 4_242;
+    let sent = alice
+        .request(RequestBody::Send {
+            recipient: "bob@example.org".into(),
+            envelopes: vec![envelope(&bob, b"both", 2), to_second],
+        })
+        .await
+        .expect("both devices accepted");
+    assert!(matches!(sent, ResponseBody::Sent { accepted: 2, .. }));
+    let queued = server
+        .store
+        .queue_depth(&second.address)
+        .await
+        .expect("depth");
+    assert_eq!(queued, 1);
+
+    let refused = alice
+        .request(RequestBody::Send {
+            recipient: "bob@example.org".into(),
+            envelopes: vec![envelope(&bob, b"one", 3)],
+        })
+        .await
+        .expect_err("the second device is missing");
+    assert_eq!(refused.code, ErrorCode::MismatchedDevices);
+    assert_eq!(
+        refused.mismatched_devices.expect("detail").missing,
+        vec![second.address.device_id]
     );
     server.shutdown().await;
 }

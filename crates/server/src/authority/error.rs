@@ -24,6 +24,9 @@ pub enum AuthorityError {
     /// The RA refused the request (policy, scope, subject).
     #[error("registration authority refused: {0}")]
     Refused(String),
+    /// No request with this id.
+    #[error("unknown request {0}")]
+    UnknownRequest(i64),
     /// No certificate with this serial was issued by this CA.
     #[error("unknown certificate serial {0}")]
     UnknownSerial(String),

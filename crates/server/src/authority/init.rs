@@ -121,7 +121,7 @@ fn validate(options: &InitOptions) -> Result<(Vec<String>, String), AuthorityErr
 }
 
 /// A PKCS#10 request signed by an Ed25519 key, with a CN and optionally an rfc822Name SAN.
-fn ed25519_csr(
+pub(super) fn ed25519_csr(
     key: &ed25519_dalek::SigningKey,
     common_name: &str,
     address: Option<&str>,
@@ -455,6 +455,52 @@ pub fn load_root(
         IssuerRole::Root,
         Some(root_urls(&config.http_url)),
     )?)
+}
+
+/// `ca root-crl`: a fresh CRL of the root (listing the intermediates it revoked), signed with
+/// the root key (which must be online), recorded and written to `DIR/ca/root.crl`.
+pub async fn publish_root_crl(
+    authority: &Authority,
+    passphrase: Option<&[u8]>,
+    now: SystemTime,
+) -> Result<CrlRecord, AuthorityError> {
+    let layout = authority.layout().clone();
+    let config = authority.config().clone();
+    let owned = passphrase.map(|p| Zeroizing::new(p.to_vec()));
+    let root = tokio::task::spawn_blocking(move || {
+        load_root(&layout, &config, owned.as_ref().map(|p| p.as_slice()))
+    })
+    .await
+    .map_err(|e| AuthorityError::Corrupt(format!("root key loading panicked: {e}")))??;
+    let root_kid = hex_lower(root.key_id());
+    let store = authority.store();
+    let mut entries = Vec::new();
+    for row in store.revoked(&root_kid).await? {
+        entries.push(confianza_pki::crl::RevokedEntry {
+            serial: super::parse_serial(&row.serial)?,
+            revoked_at: super::from_unix(row.at),
+            reason: confianza_pki::crl::RevocationReason::from_code(row.reason)
+                .ok_or_else(|| AuthorityError::Corrupt(format!("reason {}", row.reason)))?,
+        });
+    }
+    let number = store.next_crl_number(&root_kid).await?;
+    let params = CrlParams {
+        crl_number: u64::try_from(number)
+            .map_err(|_| AuthorityError::Corrupt("CRL number".into()))?,
+        this_update: now,
+        next_update: now + ROOT_CRL_VALIDITY,
+    };
+    let der = build_crl(&root, &params, &entries)?;
+    let record = CrlRecord {
+        issuer_key_id: root_kid,
+        number,
+        this_update: unix(now),
+        next_update: unix(params.next_update),
+        der,
+    };
+    store.publish_crl(record.clone()).await?;
+    layout::write_file(&authority.layout().root_crl(), &record.der, 0o644)?;
+    Ok(record)
 }
 
 /// `ca new-intermediate`: a fresh intermediate key signed by the (re-imported) root, which

@@ -13,6 +13,8 @@
 mod error;
 pub mod init;
 pub mod layout;
+mod officers;
+mod requests;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +42,7 @@ use zeroize::Zeroizing;
 
 pub use error::AuthorityError;
 pub use layout::{Config, Layout};
+pub use officers::{NewCredential, PLAIN_KEY_LABEL, SEALED_KEY_LABEL, officer_name};
 
 use crate::store::Database;
 use crate::store::ca::{
@@ -853,6 +856,20 @@ impl Authority {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<EnrollmentCode, AuthorityError> {
+        let officer = self.console_officer()?;
+        self.create_enrollment_code_by(officer, address, ttl, now)
+            .await
+    }
+
+    /// [`Authority::create_enrollment_code`] by an authenticated RA officer (see
+    /// [`Authority::authenticate_officer`]), who must be responsible for the address's domain.
+    pub async fn create_enrollment_code_by(
+        &self,
+        officer: &RaOfficer,
+        address: &str,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<EnrollmentCode, AuthorityError> {
         if ttl.is_zero() || ttl > MAX_CODE_VALIDITY {
             return Err(AuthorityError::InvalidRequest(format!(
                 "validity must be between 1 second and {} days",
@@ -867,11 +884,6 @@ impl Authority {
                 self.inner.config.domains.join(", ")
             )));
         }
-        let officer = self
-            .inner
-            .officer
-            .as_ref()
-            .map_err(|e| AuthorityError::Refused(e.clone()))?;
         let (code, stored) = officer
             .create_enrollment_code(
                 &name,
@@ -1014,10 +1026,11 @@ impl Authority {
     }
 }
 
-/// The operator console's RA officer scope: user identities of the configured domains.
+/// The operator console's RA officer scope: user identities and TLS certificates of the
+/// configured domains.
 fn operator_scope(config: &Config) -> RaScope {
     RaScope {
-        kinds: vec![CertificateKind::UserIdentity],
+        kinds: officers::OFFICER_KINDS.to_vec(),
         domains: config.domains.clone(),
     }
 }

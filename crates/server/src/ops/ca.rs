@@ -91,6 +91,15 @@ pub enum CaCommand {
         #[arg(long)]
         der: bool,
     },
+    /// Reissue the root's CRL (needs the root key online) and write it
+    RootCrl {
+        /// Where to write it
+        #[arg(long)]
+        out: PathBuf,
+        /// Write DER instead of PEM
+        #[arg(long)]
+        der: bool,
+    },
     /// Write the CA chain: intermediate then root, PEM
     Chain {
         /// Where to write it
@@ -182,7 +191,7 @@ fn status_of(record: &CertificateRecord, now: i64) -> &'static str {
 }
 
 /// RFC 3339 UTC of Unix seconds.
-fn rfc3339(secs: i64) -> String {
+pub(super) fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil from days (proleptic Gregorian), as in the CRL writer.
@@ -286,6 +295,22 @@ pub async fn run(ctx: &Context, command: CaCommand) -> Result<(), OpsError> {
             };
             write_output(&out, &bytes)?;
             println!("CRL number {}", crl.number);
+        }
+        CaCommand::RootCrl { out, der } => {
+            if !Layout::new(&ctx.data).root_key().exists() {
+                return Err(AuthorityError::RootKeyOffline.into());
+            }
+            let passphrase = ctx.passphrase()?;
+            let crl =
+                init::publish_root_crl(&authority, passphrase.as_ref().map(|p| p.as_slice()), now)
+                    .await?;
+            let bytes = if der {
+                crl.der
+            } else {
+                pem_encode("X509 CRL", &crl.der).into_bytes()
+            };
+            write_output(&out, &bytes)?;
+            println!("root CRL number {}", crl.number);
         }
         CaCommand::Chain { out } => {
             let pem: String = authority

@@ -11,7 +11,7 @@ use confianza_api::{ApiError, ClientFrame, DecodeError, ErrorCode, RequestBody, 
 use confianza_noise::ServerConfig;
 use confianza_noise::driver::{NoiseReader, NoiseWriter, accept};
 use rand::rngs::StdRng;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,11 @@ use crate::store::MessageStore;
 /// Request id of an error frame that answers no particular request (a frame that does not
 /// decode, a displaced connection): clients treat it as the reason the connection closes.
 pub const CONNECTION_ERROR_ID: u64 = 0;
+
+/// Bytes of outgoing frame buffered per connection: a typical frame (a message of a few hundred
+/// bytes, a response) fits, so it costs one write; a larger frame is written through as
+/// before. Held by every connection, so kept small: 10 000 connections hold 20 MB.
+const SOCKET_WRITE_BUFFER: usize = 2_048;
 
 /// Why the reader loop ended.
 enum Ending {
@@ -49,6 +54,9 @@ pub async fn serve<S, T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut rng: StdRng = rand::make_rng();
+    // The Noise driver writes a frame's length and its ciphertext, then flushes: through this
+    // buffer a frame of up to its size leaves in one write system call instead of two.
+    let socket = BufWriter::with_capacity(SOCKET_WRITE_BUFFER, socket);
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(socket, &noise, &mut rng));
     let (stream, client) = match handshake.await {
         Ok(Ok(established)) => established,

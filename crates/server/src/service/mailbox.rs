@@ -2,23 +2,19 @@
 //! then new mail as the bus wakes it) within a window of unacknowledged deliveries, and the
 //! handling of acknowledgements (delete, then queue delivery receipts for the senders).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use confianza_api::limits::MAX_RECEIPT_IDS;
-use confianza_api::{
-    ClientMessageId, Delivery, DeliveryItem, DeliveryReceipt, ErrorCode, Notice, ServerFrame,
-};
+use confianza_api::{Delivery, DeliveryItem, ErrorCode, Notice, ServerFrame};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::error::Failure;
-use super::events::{Event, Registration};
+use super::events::Registration;
 use super::limits::MAX_DELIVERIES_IN_FLIGHT;
 use super::session::{Delivering, InFlight, Session, lock_window};
-use super::state::{Shared, unix_ms};
-use crate::store::{DeviceAddress, MessageStore, NewReceipt, QueuedItem};
+use super::state::Shared;
+use crate::store::{DeviceAddress, MessageStore, QueuedItem};
 
 /// Entries read from the mailbox per query.
 const PENDING_BATCH: usize = 128;
@@ -67,7 +63,8 @@ impl<S: MessageStore + Clone> Session<S> {
         }
     }
 
-    /// An `Ack` frame: delete the entries, free the window, send receipts.
+    /// An `Ack` frame: the writer deletes the entries and queues the senders' receipts; then
+    /// the window is freed.
     pub(crate) async fn acknowledge(&mut self, delivery_ids: Vec<u64>) -> Result<(), Failure> {
         let me = self.me()?;
         let Some(delivering) = &self.delivering else {
@@ -94,7 +91,12 @@ impl<S: MessageStore + Clone> Session<S> {
         if fresh.is_empty() {
             return Ok(());
         }
-        let acknowledged = self.shared.store.acknowledge(&me, &fresh).await?;
+        // Deleted and receipts queued by the writer, in its batch: nothing else takes the
+        // database's write lock on the delivery path.
+        self.shared
+            .writer
+            .acknowledge(me, fresh.clone(), self.shared.message_ttl)
+            .await?;
         {
             let mut window = lock_window(&delivering.in_flight);
             for id in &fresh {
@@ -102,50 +104,6 @@ impl<S: MessageStore + Clone> Session<S> {
             }
         }
         delivering.mailbox.notify_one();
-        self.shared
-            .metrics
-            .messages_acknowledged_total
-            .inc_by(fresh.len() as u64);
-
-        let mut by_sender: BTreeMap<DeviceAddress, Vec<ClientMessageId>> = BTreeMap::new();
-        for entry in acknowledged {
-            if entry.sender != me {
-                by_sender
-                    .entry(entry.sender)
-                    .or_default()
-                    .push(entry.client_message_id);
-            }
-        }
-        if by_sender.is_empty() {
-            return Ok(());
-        }
-        let now = SystemTime::now();
-        let timestamp = unix_ms(now);
-        let expires = unix_ms(now + self.shared.message_ttl);
-        let mut receipts = Vec::new();
-        for (sender, ids) in &by_sender {
-            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
-                receipts.push(NewReceipt {
-                    to: sender.clone(),
-                    receipt: DeliveryReceipt {
-                        recipient: me.address.clone(),
-                        recipient_device_id: me.device_id,
-                        client_message_ids: chunk.to_vec(),
-                        server_timestamp_ms: timestamp,
-                    },
-                    expires_at_ms: expires,
-                });
-            }
-        }
-        // The messages are delivered and deleted; a lost receipt costs the sender a "delivered"
-        // mark, not a message, so a failure here is logged and the connection goes on.
-        match self.shared.store.enqueue_receipts(&receipts).await {
-            Ok(()) => self
-                .shared
-                .bus
-                .publish(by_sender.into_keys().map(Event::Mailbox).collect()),
-            Err(error) => tracing::error!(%error, "storing delivery receipts failed"),
-        }
         Ok(())
     }
 }

@@ -8,7 +8,8 @@
 //! | `server` | listeners, start, graceful shutdown |
 //! | `connection` | one client: handshake, reader loop, socket writer |
 //! | `session`, `handlers/` | a connection's state and its requests, one file per area |
-//! | `writer` | the single writer: group commit of every send |
+//! | `writer` | the single writer: group commit of every send and acknowledgement |
+//! | `device_cache` | recipients' device lists, reused for a moment by sends |
 //! | `mailbox` | pushing a device's mailbox, acknowledgements, receipts |
 //! | `events` | connected devices and the bus that wakes them (local; NATS for several nodes) |
 //! | `nats` | the bus of several nodes: local dispatch + NATS publish/subscribe |
@@ -31,6 +32,8 @@ mod authority;
 mod blobs;
 mod config;
 mod connection;
+mod crl_schedule;
+mod device_cache;
 mod error;
 mod events;
 mod expiry;
@@ -97,6 +100,12 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         authority.noise_certificate_der(),
     )
     .context("the server's Noise key and certificate")?;
+    if config.blob_url.is_none() && config.nats_url.is_some() {
+        tracing::warn!(
+            "blob_url is not set: attachments stay in this node's data directory, where \
+             clients connected to other nodes cannot download them"
+        );
+    }
     let blobs = match &config.blob_url {
         Some(url) => BlobStore::from_url(url),
         None => BlobStore::local(&authority.layout().dir().join("blobs")),
@@ -130,6 +139,12 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         config.listen,
         config.http,
     );
+    let crl_stop = tokio_util::sync::CancellationToken::new();
+    let crl_task = tokio::spawn(crl_schedule::run(
+        authority.clone(),
+        crl_schedule::CRL_CHECK_INTERVAL,
+        crl_stop.clone(),
+    ));
     options.http_routes = crate::http::repository_router(authority);
     options.bus = nats.map(NatsLink::bus_builder);
     options.blobs = Some(blobs);
@@ -139,6 +154,8 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(node = %config.node_id, noise = %running.noise_addr, http = %running.http_addr, "confianza-server running");
     wait_for_signal().await?;
     running.shutdown().await;
+    crl_stop.cancel();
+    let _ = crl_task.await;
     Ok(())
 }
 

@@ -609,12 +609,24 @@ mod tests {
 
     #[test]
     fn malformed_batches_are_typed_errors() {
-        let good = encode_batches(&[3; ORIGIN_LEN], &sample_events()).remove(0);
+        let events = sample_events();
+        let good = encode_batches(&[3; ORIGIN_LEN], &events).remove(0);
+        // A batch cut between two events is a valid, shorter batch; cut anywhere else it is
+        // refused.
+        let mut boundaries = vec![HEADER_LEN];
+        for event in &events {
+            let mut item = Vec::new();
+            encode_event(event, &mut item).expect("encodes");
+            boundaries.push(boundaries[boundaries.len() - 1] + item.len());
+        }
         for cut in 0..good.len() {
-            if cut == HEADER_LEN {
-                continue; // a header alone is a valid, empty batch
+            match boundaries.iter().position(|&boundary| boundary == cut) {
+                Some(whole) => assert_eq!(
+                    decode(&good[..cut]).map(|(_, decoded)| decoded),
+                    Ok(events[..whole].to_vec())
+                ),
+                None => assert!(decode(&good[..cut]).is_err(), "prefix of {cut} bytes"),
             }
-            assert!(decode(&good[..cut]).is_err(), "prefix of {cut} bytes");
         }
         let mut wrong_version = good.clone();
         wrong_version[0] = 2;

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::authority::IdentityAuthority;
 use super::blobs::{BLOB_EXPIRY_INTERVAL, BlobStore};
+use super::device_cache::DeviceCache;
 use super::events::{EventBus, LocalBus, Registry};
 use super::http::service_router;
 use super::limits::{
@@ -153,6 +154,7 @@ pub async fn start<S: MessageStore + Clone>(
         registry,
         metrics: metrics.clone(),
         ocsp: OcspCache::new(OCSP_CACHE_TTL, OCSP_CACHE_ENTRIES),
+        devices: DeviceCache::default(),
         max_queue: options.max_queue,
         message_ttl: options.message_ttl,
         blobs: options.blobs.clone(),

@@ -129,7 +129,13 @@ impl<S: MessageStore + Clone> Session<S> {
         let id = request.id;
         let reply = match request.body {
             RequestBody::EnrollChallenge => Reply::Now(self.enroll_challenge()),
-            RequestBody::Enroll(enroll) => Reply::Now(self.enroll(*enroll).await),
+            RequestBody::Enroll(enroll) => {
+                // The account's device list may change: sends re-read it.
+                let address = enroll.address.clone();
+                let answer = self.enroll(*enroll).await;
+                self.shared.devices.forget(&address);
+                Reply::Now(answer)
+            }
             RequestBody::UploadPreKeys(upload) => Reply::Now(self.upload_pre_keys(upload).await),
             RequestBody::GetPreKeyCount => Reply::Now(self.pre_key_count().await),
             RequestBody::FetchBundle { address, device } => {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::authority::IdentityAuthority;
 use super::blobs::BlobStore;
+use super::device_cache::DeviceCache;
 use super::events::{EventBus, Registry};
 use super::metrics::Metrics;
 use super::ocsp_cache::OcspCache;
@@ -20,6 +21,8 @@ pub struct Shared<S> {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub ocsp: OcspCache,
+    /// Recipients' device lists, reused for a moment by sends.
+    pub devices: DeviceCache,
     /// Per-device mailbox limit.
     pub max_queue: u64,
     /// How long a message waits unread before expiry.

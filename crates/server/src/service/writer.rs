@@ -1,12 +1,20 @@
-//! The single writer: every connection's sends go through one task that commits them in
-//! batches (group commit). It takes everything queued, stores it with **one**
-//! [`MessageStore::enqueue`] call (one transaction, one fsync), then answers each sender and
-//! wakes the recipients. Under load a commit carries many sends, so durability costs one fsync
-//! per batch instead of one per message; when idle a send is committed alone at once.
+//! The single writer: every connection's sends **and acknowledgements** go through one task
+//! that commits them in batches (group commit). It takes everything queued, deletes the
+//! acknowledged entries, stores the sends with **one** [`MessageStore::enqueue`] call (one
+//! transaction, one fsync) and the delivery receipts the acknowledgements owe with one
+//! [`MessageStore::enqueue_receipts`] call, then answers each connection and wakes the
+//! recipients. Under load a commit carries many sends, so durability costs one fsync per batch
+//! instead of one per message; when idle a send is committed alone at once.
+//!
+//! Because nothing else on the delivery path writes, the writer never waits for the database's
+//! write lock (SQLite has one, and its busy handler sleeps in millisecond steps).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
+
+use confianza_api::limits::MAX_RECEIPT_IDS;
+use confianza_api::{ClientMessageId, DeliveryReceipt};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -15,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Event, EventBus};
 use super::limits::{MAX_WRITER_BATCH, WRITER_QUEUE_LEN};
 use super::metrics::Metrics;
-use crate::store::{EnqueueOutcome, MessageStore, NewMessage};
+use super::state::unix_ms;
+use crate::store::{DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt};
 
 /// The writer could not store a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,10 +39,35 @@ pub enum WriteError {
 }
 
 /// What one send asked the writer to store, and where to answer.
-struct Job {
+struct SendJob {
     messages: Vec<NewMessage>,
     reply: oneshot::Sender<Result<Vec<EnqueueOutcome>, WriteError>>,
     queued_at: Instant,
+}
+
+/// What one `Ack` frame asked the writer to delete, and where to answer.
+struct AckJob {
+    device: DeviceAddress,
+    delivery_ids: Vec<u64>,
+    /// How long the delivery receipts owed for these entries wait unread before expiry.
+    receipt_ttl: Duration,
+    reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// One unit of work for the writer.
+enum Job {
+    Send(SendJob),
+    Ack(AckJob),
+}
+
+impl Job {
+    /// How much this job weighs against [`MAX_WRITER_BATCH`].
+    fn weight(&self) -> usize {
+        match self {
+            Self::Send(send) => send.messages.len(),
+            Self::Ack(ack) => ack.delivery_ids.len(),
+        }
+    }
 }
 
 /// A handle to submit sends to the writer. Cheap to clone.
@@ -65,17 +99,43 @@ impl Writer {
     /// same task are committed in that order. Waits while the queue is full.
     pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Committed, WriteError> {
         let (reply, committed) = oneshot::channel();
-        self.metrics.writer_queue_depth.inc();
-        let job = Job {
+        self.queue(Job::Send(SendJob {
             messages,
             reply,
             queued_at: Instant::now(),
-        };
+        }))
+        .await?;
+        Ok(committed)
+    }
+
+    /// Deletes `device`'s acknowledged entries `delivery_ids` in the next batch (ids it does not
+    /// hold are ignored) and queues the delivery receipts owed to their senders, expiring after
+    /// `receipt_ttl`. Returns once the deletion is committed. A receipt that cannot be stored
+    /// is logged and dropped: it costs a sender a "delivered" mark, never a message.
+    pub async fn acknowledge(
+        &self,
+        device: DeviceAddress,
+        delivery_ids: Vec<u64>,
+        receipt_ttl: Duration,
+    ) -> Result<(), WriteError> {
+        let (reply, done) = oneshot::channel();
+        self.queue(Job::Ack(AckJob {
+            device,
+            delivery_ids,
+            receipt_ttl,
+            reply,
+        }))
+        .await?;
+        done.await.map_err(|_| WriteError::Closed)?
+    }
+
+    async fn queue(&self, job: Job) -> Result<(), WriteError> {
+        self.metrics.writer_queue_depth.inc();
         if self.jobs.send(job).await.is_err() {
             self.metrics.writer_queue_depth.dec();
             return Err(WriteError::Closed);
         }
-        Ok(committed)
+        Ok(())
     }
 }
 
@@ -120,12 +180,12 @@ async fn run<S: MessageStore>(
         let Some(first) = first else {
             break;
         };
+        let mut count = first.weight();
         let mut batch = vec![first];
-        let mut count = batch[0].messages.len();
         while count < MAX_WRITER_BATCH {
             match receiver.try_recv() {
                 Ok(job) => {
-                    count += job.messages.len();
+                    count += job.weight();
                     batch.push(job);
                 }
                 Err(_) => break,
@@ -144,9 +204,103 @@ async fn commit<S: MessageStore>(
     batch: Vec<Job>,
 ) {
     metrics.writer_queue_depth.dec_by(batch.len() as i64);
-    let mut messages = Vec::with_capacity(batch.iter().map(|job| job.messages.len()).sum());
-    let mut answers = Vec::with_capacity(batch.len());
+    let mut sends = Vec::with_capacity(batch.len());
+    let mut acks = Vec::new();
     for job in batch {
+        match job {
+            Job::Send(send) => sends.push(send),
+            Job::Ack(ack) => acks.push(ack),
+        }
+    }
+    let mut woken = BTreeSet::new();
+    // Acknowledgements first: they free queue room the sends of the same batch may need.
+    if !acks.is_empty() {
+        acknowledge(store, metrics, acks, &mut woken).await;
+    }
+    if !sends.is_empty() {
+        store_sends(store, metrics, max_queue, sends, &mut woken).await;
+    }
+    if !woken.is_empty() {
+        bus.publish(woken.into_iter().map(Event::Mailbox).collect());
+    }
+}
+
+/// Deletes the acknowledged entries, then stores every receipt they owe with one call.
+async fn acknowledge<S: MessageStore>(
+    store: &S,
+    metrics: &Metrics,
+    acks: Vec<AckJob>,
+    woken: &mut BTreeSet<DeviceAddress>,
+) {
+    let now = SystemTime::now();
+    let timestamp = unix_ms(now);
+    let mut receipts = Vec::new();
+    let mut receipt_senders = BTreeSet::new();
+    let mut replies = Vec::with_capacity(acks.len());
+    for ack in acks {
+        let acknowledged = match store.acknowledge(&ack.device, &ack.delivery_ids).await {
+            Ok(acknowledged) => acknowledged,
+            Err(error) => {
+                tracing::error!(%error, address = %ack.device.address, device = ack.device.device_id, "deleting acknowledged entries failed");
+                let _ = ack.reply.send(Err(WriteError::Failed));
+                continue;
+            }
+        };
+        metrics
+            .messages_acknowledged_total
+            .inc_by(ack.delivery_ids.len() as u64);
+        let mut by_sender: BTreeMap<DeviceAddress, Vec<ClientMessageId>> = BTreeMap::new();
+        for entry in acknowledged {
+            if entry.sender != ack.device {
+                by_sender
+                    .entry(entry.sender)
+                    .or_default()
+                    .push(entry.client_message_id);
+            }
+        }
+        let expires = unix_ms(now + ack.receipt_ttl);
+        for (sender, ids) in by_sender {
+            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                receipts.push(NewReceipt {
+                    to: sender.clone(),
+                    receipt: DeliveryReceipt {
+                        recipient: ack.device.address.clone(),
+                        recipient_device_id: ack.device.device_id,
+                        client_message_ids: chunk.to_vec(),
+                        server_timestamp_ms: timestamp,
+                    },
+                    expires_at_ms: expires,
+                });
+            }
+            receipt_senders.insert(sender);
+        }
+        replies.push(ack.reply);
+    }
+    if !receipts.is_empty() {
+        // The messages are delivered and deleted; a lost receipt costs the sender a
+        // "delivered" mark, not a message, so a failure here is logged and the batch goes on.
+        match store.enqueue_receipts(&receipts).await {
+            Ok(()) => woken.extend(receipt_senders),
+            Err(error) => tracing::error!(%error, "storing delivery receipts failed"),
+        }
+    }
+    for reply in replies {
+        // The connection may have gone: the entries are deleted all the same.
+        let _ = reply.send(Ok(()));
+    }
+}
+
+/// Stores the sends of a batch with one [`MessageStore::enqueue`] call and answers them.
+async fn store_sends<S: MessageStore>(
+    store: &S,
+    metrics: &Metrics,
+    max_queue: u64,
+    sends: Vec<SendJob>,
+    woken: &mut BTreeSet<DeviceAddress>,
+) {
+    let mut messages = Vec::with_capacity(sends.iter().map(|job| job.messages.len()).sum());
+    let mut answers = Vec::with_capacity(sends.len());
+    for job in sends {
         let count = job.messages.len();
         messages.extend(job.messages);
         answers.push((count, job.reply, job.queued_at));
@@ -174,7 +328,6 @@ async fn commit<S: MessageStore>(
             return;
         }
     };
-    let mut woken = BTreeSet::new();
     for (count, reply, queued_at) in answers {
         let mine: Vec<EnqueueOutcome> = outcomes.by_ref().take(count).collect();
         for outcome in &mine {
@@ -188,9 +341,6 @@ async fn commit<S: MessageStore>(
             .observe(queued_at.elapsed().as_secs_f64());
         // The sender may have gone (connection closed): the messages are stored all the same.
         let _ = reply.send(Ok(mine));
-    }
-    if !woken.is_empty() {
-        bus.publish(woken.into_iter().map(Event::Mailbox).collect());
     }
 }
 

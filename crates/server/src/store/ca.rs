@@ -271,6 +271,37 @@ pub trait CaStore: Send + Sync + 'static {
         id: i64,
     ) -> impl Future<Output = Result<Option<RequestRecord>, StoreError>> + Send;
 
+    /// Records a request waiting for an RA officer (state pending) with its PKCS#10 request
+    /// (DER); an existing id is a [`StoreError::Conflict`].
+    fn submit_request(
+        &self,
+        request: RequestRecord,
+        csr: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Pending requests, oldest first (at most `limit`).
+    fn pending_requests(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RequestRecord>, StoreError>> + Send;
+
+    /// The PKCS#10 request (DER) of a pending request (`None`: unknown or not pending).
+    fn pending_csr(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Closes a pending request in one transaction: its new state (approved requests are
+    /// recorded as issued together with their certificate), the events that led there, and
+    /// the certificate. A request that is not pending is a [`StoreError::Conflict`] (two
+    /// officers deciding at once: the first wins).
+    fn finish_request(
+        &self,
+        id: i64,
+        events: Vec<EventRecord>,
+        outcome: RequestOutcome,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// One certificate by serial (hex, any case).
     fn certificate(
         &self,
@@ -362,6 +393,15 @@ pub trait CaStore: Send + Sync + 'static {
         &self,
         issuer_key_id: &str,
     ) -> impl Future<Output = Result<Option<CrlRecord>, StoreError>> + Send;
+}
+
+/// How a pending request ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Approved and issued: the certificate.
+    Issued(Box<CertificateRecord>),
+    /// Rejected.
+    Rejected,
 }
 
 /// [`CaStore`] on an open [`Database`] (SQLite or PostgreSQL).
@@ -678,6 +718,153 @@ impl CaStore for SqlCaStore {
                 created_at: row.try_get("created_at")?,
                 events,
             }))
+        })
+    }
+
+    async fn submit_request(&self, r: RequestRecord, csr: Vec<u8>) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO ca_requests (id, kind, subject, state, created_at, csr) \
+                 VALUES ($1, $2, $3, 'pending', $4, $5)",
+            )
+            .bind(r.id)
+            .bind(&r.kind)
+            .bind(&r.subject)
+            .bind(r.created_at)
+            .bind(&csr)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("request {} exists", r.id)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for (seq, e) in (0_i64..).zip(&r.events) {
+                sqlx::query(
+                    "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(r.id)
+                .bind(seq)
+                .bind(&e.action)
+                .bind(&e.actor)
+                .bind(e.at)
+                .bind(&e.comment)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn pending_requests(&self, limit: u32) -> Result<Vec<RequestRecord>, StoreError> {
+        let ids: Vec<i64> = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM ca_requests WHERE state = 'pending' ORDER BY id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.request(id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pending_csr(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        with_pool!(&self.db, pool => {
+            let csr: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+                "SELECT csr FROM ca_requests WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(csr.flatten())
+        })
+    }
+
+    async fn finish_request(
+        &self,
+        id: i64,
+        events: Vec<EventRecord>,
+        outcome: RequestOutcome,
+    ) -> Result<(), StoreError> {
+        let state = match &outcome {
+            RequestOutcome::Issued(_) => RequestState::Issued,
+            RequestOutcome::Rejected => RequestState::Rejected,
+        };
+        with_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE ca_requests SET state = $1, csr = NULL WHERE id = $2 AND state = 'pending'",
+            )
+            .bind(state.name())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!("request {id} is not pending")));
+            }
+            let first: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM ca_request_events WHERE request_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            for (seq, e) in (first..).zip(&events) {
+                sqlx::query(
+                    "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id)
+                .bind(seq)
+                .bind(&e.action)
+                .bind(&e.actor)
+                .bind(e.at)
+                .bind(&e.comment)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let RequestOutcome::Issued(c) = &outcome {
+                let inserted = sqlx::query(
+                    "INSERT INTO certificates (serial, issuer_key_id, kind, subject, sans, \
+                     key_sha256, not_before, not_after, approved_by, approved_at, \
+                     previous_serial, request_id, der) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(c.serial.to_ascii_lowercase())
+                .bind(&c.issuer_key_id)
+                .bind(&c.kind)
+                .bind(&c.subject)
+                .bind(join(&c.sans))
+                .bind(&c.key_sha256)
+                .bind(c.not_before)
+                .bind(c.not_after)
+                .bind(&c.approved_by)
+                .bind(c.approved_at)
+                .bind(c.previous_serial.as_ref().map(|s| s.to_ascii_lowercase()))
+                .bind(id)
+                .bind(&c.der)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::Conflict(format!("serial {} exists", c.serial)));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 

@@ -3,6 +3,7 @@
 //! after the commit.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use confianza_api::{
@@ -10,6 +11,7 @@ use confianza_api::{
     OutgoingEnvelope, ResponseBody,
 };
 
+use crate::service::device_cache::KnownDevice;
 use crate::service::error::Failure;
 use crate::service::session::{Reply, Session};
 use crate::service::state::unix_ms;
@@ -93,17 +95,6 @@ impl<S: MessageStore + Clone> Session<S> {
     ) -> Result<Vec<NewMessage>, Failure> {
         let me = self.me()?;
         self.check_send_rate()?;
-        let devices = self.shared.store.devices(recipient).await?;
-        if devices.is_empty() {
-            return Err(Failure::refuse(ErrorCode::NotFound, "no such account"));
-        }
-        // The account's devices, except the sending device itself (a send to one's own
-        // account reaches the other devices).
-        let expected: BTreeMap<u32, u32> = devices
-            .iter()
-            .filter(|device| device.address != me)
-            .map(|device| (device.address.device_id, device.registration_id))
-            .collect();
         let mut given = BTreeSet::new();
         for envelope in &envelopes {
             if !given.insert(envelope.device_id) {
@@ -113,35 +104,20 @@ impl<S: MessageStore + Clone> Session<S> {
                 ));
             }
         }
-        let mismatch = MismatchedDevices {
-            missing: expected
-                .keys()
-                .filter(|id| !given.contains(id))
-                .copied()
-                .collect(),
-            extra: given
-                .iter()
-                .filter(|id| !expected.contains_key(id))
-                .copied()
-                .collect(),
-            stale: envelopes
-                .iter()
-                .filter(|envelope| {
-                    expected
-                        .get(&envelope.device_id)
-                        .is_some_and(|registration| *registration != envelope.registration_id)
-                })
-                .map(|envelope| envelope.device_id)
-                .collect(),
+        // A cached list can only miss a device enrolled since it was read (see
+        // `device_cache`): a mismatch against it is checked again against the directory.
+        let cached = self.shared.devices.get(recipient, Instant::now());
+        let from_cache = cached.is_some();
+        let devices = match cached {
+            Some(devices) => devices,
+            None => self.read_devices(recipient).await?,
         };
-        if mismatch != MismatchedDevices::default() {
-            return Err(Failure::Refused(ApiError {
-                mismatched_devices: Some(mismatch),
-                ..ApiError::new(
-                    ErrorCode::MismatchedDevices,
-                    "the envelopes do not match the account's devices",
-                )
-            }));
+        if let Err(failure) = check_devices(&me, recipient, &devices, &envelopes) {
+            if !from_cache {
+                return Err(failure);
+            }
+            let devices = self.read_devices(recipient).await?;
+            check_devices(&me, recipient, &devices, &envelopes)?;
         }
         let timestamp = unix_ms(now);
         let expires = unix_ms(now + self.shared.message_ttl);
@@ -161,6 +137,21 @@ impl<S: MessageStore + Clone> Session<S> {
                 }],
             })
             .collect())
+    }
+
+    /// Reads `recipient`'s devices from the directory and caches them.
+    async fn read_devices(&self, recipient: &str) -> Result<Arc<[KnownDevice]>, Failure> {
+        let read_at = Instant::now();
+        let devices: Arc<[KnownDevice]> = self
+            .shared
+            .store
+            .devices(recipient)
+            .await?
+            .iter()
+            .map(KnownDevice::from)
+            .collect();
+        self.shared.devices.put(recipient, devices.clone(), read_at);
+        Ok(devices)
     }
 
     async fn prepare_group_send(
@@ -217,6 +208,60 @@ impl<S: MessageStore + Clone> Session<S> {
             recipients,
         })
     }
+}
+
+/// Checks a send's envelopes (distinct device ids, checked before) against the recipient
+/// account's `devices`: one envelope per device except the sending device itself (a send to
+/// one's own account reaches the other devices), with the device's current registration id.
+fn check_devices(
+    me: &DeviceAddress,
+    recipient: &str,
+    devices: &[KnownDevice],
+    envelopes: &[OutgoingEnvelope],
+) -> Result<(), Failure> {
+    if devices.is_empty() {
+        return Err(Failure::refuse(ErrorCode::NotFound, "no such account"));
+    }
+    let expected: BTreeMap<u32, u32> = devices
+        .iter()
+        .filter(|device| !(recipient == me.address && device.device_id == me.device_id))
+        .map(|device| (device.device_id, device.registration_id))
+        .collect();
+    let given: BTreeSet<u32> = envelopes
+        .iter()
+        .map(|envelope| envelope.device_id)
+        .collect();
+    let mismatch = MismatchedDevices {
+        missing: expected
+            .keys()
+            .filter(|id| !given.contains(id))
+            .copied()
+            .collect(),
+        extra: given
+            .iter()
+            .filter(|id| !expected.contains_key(id))
+            .copied()
+            .collect(),
+        stale: envelopes
+            .iter()
+            .filter(|envelope| {
+                expected
+                    .get(&envelope.device_id)
+                    .is_some_and(|registration| *registration != envelope.registration_id)
+            })
+            .map(|envelope| envelope.device_id)
+            .collect(),
+    };
+    if mismatch == MismatchedDevices::default() {
+        return Ok(());
+    }
+    Err(Failure::Refused(ApiError {
+        mismatched_devices: Some(mismatch),
+        ..ApiError::new(
+            ErrorCode::MismatchedDevices,
+            "the envelopes do not match the account's devices",
+        )
+    }))
 }
 
 /// The answer to a send once the writer has committed it (or failed to).
