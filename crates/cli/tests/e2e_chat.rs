@@ -1,6 +1,7 @@
 //! `confianza chat` driven through a pseudo-terminal (a private tmux server): it starts,
 //! shows the conversation, sends what is typed, shows the peer's reply live with its
-//! verification state and our message's delivery state, and quits on Esc.
+//! verification state and our message's delivery state, lists and sends to groups, and
+//! quits on Esc.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e_support;
@@ -84,6 +85,7 @@ fn chat_sends_what_is_typed_and_shows_replies_live() {
     let bob = User::new("bob@example.org");
     alice.init(&server);
     bob.init(&server);
+    alice.ok(&["group", "create", "team", "bob@example.org"]);
 
     let tmux = Tmux::new();
     let command = format!(
@@ -110,6 +112,7 @@ fn chat_sends_what_is_typed_and_shows_replies_live() {
     let screen = tmux.wait_for("Conversations");
     assert!(screen.contains("bob@example.org"), "{screen}");
     assert!(screen.contains("you are alice@example.org"), "{screen}");
+    assert!(screen.contains("#team"), "{screen}");
 
     // Alice types a message and presses Enter: it is on her screen and reaches Bob.
     tmux.tmux(&["send-keys", "-t", "chat", "-l", "hello from the chat"]);
@@ -129,6 +132,15 @@ fn chat_sends_what_is_typed_and_shows_replies_live() {
     bob.ok(&["send", "alice@example.org", "hello from the shell"]);
     let screen = tmux.wait_for("bob@example.org: hello from the shell");
     assert!(screen.contains("[certified]"), "{screen}");
+
+    // Up selects the group; what is typed there goes to the group.
+    tmux.tmux(&["send-keys", "-t", "chat", "Up"]);
+    tmux.wait_for("#team — you are");
+    tmux.tmux(&["send-keys", "-t", "chat", "-l", "hello team"]);
+    tmux.tmux(&["send-keys", "-t", "chat", "Enter"]);
+    let screen = tmux.wait_for("me: hello team");
+    assert!(screen.contains("sent to #team"), "{screen}");
+    assert!(!screen.contains("hello from the shell"), "{screen}");
 
     // /open adds a conversation; Esc quits.
     tmux.tmux(&["send-keys", "-t", "chat", "-l", "/open carol@example.org"]);

@@ -91,9 +91,8 @@ fn enroll_send_receive_offline_exactly_once_and_verify() {
 
     // Bob's reply; Alice also learns her first message was delivered.
     bob.ok(&["send", ALICE, "hi alice"]);
-    let out = alice.ok(&["receive"]);
-    assert_eq!(messages_from(&out, BOB).len(), 1, "{out}");
-    assert!(out.contains("delivered to bob@example.org"), "{out}");
+    let mut alice_saw = alice.ok(&["receive"]);
+    assert_eq!(messages_from(&alice_saw, BOB).len(), 1, "{alice_saw}");
 
     // Offline: Bob runs nothing while three messages wait; he gets each exactly once, in order.
     for i in 1..=3 {
@@ -149,6 +148,12 @@ fn enroll_send_receive_offline_exactly_once_and_verify() {
     assert!(
         out.contains("bob@example.org [verified]: now verified"),
         "{out}"
+    );
+    // Bob's receipts for what he read reached Alice along the way.
+    alice_saw.push_str(&out);
+    assert!(
+        alice_saw.contains("delivered to bob@example.org"),
+        "{alice_saw}"
     );
 
     // An unknown contact has no safety number.
@@ -259,6 +264,16 @@ fn bad_input_is_a_one_line_error_and_loses_no_data() {
     assert!(error.contains("already exists"), "{error}");
     assert_eq!(snapshot(&alice.profile()), before);
 
+    // The longest text goes; one byte more is refused before anything is sent.
+    let longest = "x".repeat(confianza_client::limits::MAX_TEXT_LEN);
+    alice.ok(&["send", BOB, &longest]);
+    let error = alice.fails(&["send", BOB, &format!("{longest}x")]);
+    assert!(error.contains("at most"), "{error}");
+    let out = bob.ok(&["receive"]);
+    let lines = messages_from(&out, ALICE);
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].ends_with(&format!(": {longest}")));
+
     // Unknown address, malformed address, a profile that does not exist, a bad profile name.
     let error = alice.fails(&["send", "nobody@example.org", "hi"]);
     assert!(error.contains("nobody@example.org"), "{error}");
@@ -285,7 +300,11 @@ fn bad_input_is_a_one_line_error_and_loses_no_data() {
     // A corrupted store: a clear error, and the file is left as it was.
     let carol = User::new("carol@example.org");
     carol.init(&server);
+    // Damaged after a clean checkpoint: no write-ahead log left to recover from.
     let db = carol.profile().join("store.db");
+    for log in ["store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(carol.profile().join(log));
+    }
     std::fs::write(&db, b"this is not a database, it was damaged on disk").unwrap();
     let before = snapshot(&carol.profile());
     let error = carol.fails(&["receive"]);
@@ -294,49 +313,96 @@ fn bad_input_is_a_one_line_error_and_loses_no_data() {
 }
 
 #[test]
-fn a_wrong_passphrase_is_refused_and_changes_nothing() {
+fn a_wrong_passphrase_is_refused_and_loses_nothing() {
+    const RIGHT: &str = "correct horse battery staple";
     let server = Server::start();
     let erin = User::new("erin@example.org");
+    let frank = User::new("frank@example.org");
+    frank.init(&server);
+    let with = |passphrase: Option<&str>, args: &[&str]| {
+        let mut command = erin.command(args);
+        if let Some(passphrase) = passphrase {
+            command.env("CONFIANZA_PASSPHRASE", passphrase);
+        }
+        command.output().unwrap()
+    };
     let code = server.code(&erin.address);
-    let out = erin
-        .command(&[
+    let endpoint = server.noise.to_string();
+    let out = with(
+        Some(RIGHT),
+        &[
             "init",
             "--server",
-            &server.noise.to_string(),
+            &endpoint,
             "--name",
             &erin.address,
             "--code",
             &code,
-        ])
-        .env("CONFIANZA_PASSPHRASE", "correct horse battery staple")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!erin.profile().join("store.key").exists());
-
-    let before = snapshot(&erin.profile());
-    let out = erin
-        .command(&["receive"])
-        .env("CONFIANZA_PASSPHRASE", "wrong horse")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("wrong passphrase"),
-        "{}",
-        stderr(&out)
+        ],
     );
-    assert_eq!(snapshot(&erin.profile()), before);
-    // Without any passphrase: told how to give one.
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Sealed under the passphrase: no key file.
+    assert!(!erin.profile().join("store.key").exists());
+    frank.ok(&["send", &erin.address, "one"]);
+    let out = with(Some(RIGHT), &["receive"]);
+    assert!(stdout(&out).ends_with("[certified]: one\n"), "{out:?}");
+
+    // A wrong passphrase, then none: refused, one line each.
+    let out = with(Some("wrong horse"), &["receive"]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{out:?}");
+    assert!(stderr(&out).contains("wrong passphrase"), "{out:?}");
     let error = erin.fails(&["receive"]);
     assert!(error.contains("CONFIANZA_PASSPHRASE"), "{error}");
 
-    let out = erin
-        .command(&["receive"])
-        .env("CONFIANZA_PASSPHRASE", "correct horse battery staple")
-        .output()
-        .unwrap();
+    // Everything is still there: the contact and its session, and new messages arrive.
+    frank.ok(&["send", &erin.address, "two"]);
+    let out = with(Some(RIGHT), &["verify", &frank.address]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = with(Some(RIGHT), &["receive"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = messages_from(&stdout(&out), &frank.address).len();
+    assert_eq!(lines, 1, "{out:?}");
+    assert!(stdout(&out).ends_with("[certified]: two\n"), "{out:?}");
+}
+
+#[test]
+fn groups_are_created_changed_listed_and_left() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    let carol = User::new("carol@example.org");
+    alice.init(&server);
+    bob.init(&server);
+    carol.init(&server);
+
+    let out = alice.ok(&["group", "create", "team", BOB]);
+    assert!(out.contains("team: 2 members"), "{out}");
+    assert!(out.contains("alice@example.org (admin)"), "{out}");
+    let out = alice.ok(&["group", "add", "team", "carol@example.org"]);
+    assert!(out.contains("team: 3 members"), "{out}");
+    let out = bob.ok(&["group", "list"]);
+    assert!(out.contains("team: 3 members"), "{out}");
+    assert!(out.contains("carol@example.org"), "{out}");
+
+    let out = alice.ok(&["send", "--group", "team", "hello team"]);
+    assert!(out.contains("sent to group team"), "{out}");
+
+    // Bob is no admin: he cannot remove anyone, but he can leave.
+    bob.fails(&["group", "remove", "team", "carol@example.org"]);
+    let out = alice.ok(&["group", "remove", "team", "carol@example.org"]);
+    assert!(out.contains("team: 2 members"), "{out}");
+    assert!(!out.contains("carol"), "{out}");
+    let out = bob.ok(&["group", "leave", "team"]);
+    assert!(out.contains("left team"), "{out}");
+    let out = bob.run(&["group", "list"]);
+    assert!(out.status.success());
+    assert!(!stdout(&out).contains("team"), "{out:?}");
+
+    let error = alice.fails(&["send", "--group", "nosuch", "hi"]);
+    assert!(error.contains("no group named"), "{error}");
+    let error = alice.fails(&["group", "leave", "nosuch"]);
+    assert!(error.contains("no group named"), "{error}");
 }
 
 #[test]
@@ -353,6 +419,9 @@ fn every_command_has_help() {
         &["cert", "show", "--help"],
         &["cert", "renew", "--help"],
         &["cert", "revoke", "--help"],
+        &["group", "--help"],
+        &["group", "create", "--help"],
+        &["group", "list", "--help"],
     ] {
         let out = user.ok(args);
         assert!(out.contains("Usage: confianza"), "{args:?}: {out}");

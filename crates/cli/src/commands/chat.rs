@@ -2,12 +2,15 @@
 //!
 //! The screen: conversations on the left, the selected conversation's messages (with their
 //! verification and delivery state) on the right, the input line below, a status line at the
-//! bottom. Keys: Enter sends, Tab / Up / Down switch conversation, `/open ADDRESS` opens one,
+//! bottom. The list holds your groups (`#name`), the conversation asked for, and whoever writes.
+//! Keys: Enter sends, Tab / Up / Down switch conversation, `/open ADDRESS` opens one,
 //! Esc or Ctrl-C quits. Messages are received while the UI runs: each is decrypted and
 //! stored by the client library before it is acknowledged, as with `receive`.
 
 use anyhow::{Context, Result};
+use confianza_api::{GroupId, GroupSummary};
 use confianza_client::account::Client;
+use confianza_client::groups::group_conversation;
 use confianza_client::messaging::ClientEvent;
 use confianza_client::store::StoredMessage;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -34,12 +37,44 @@ const RECONNECT_ATTEMPTS: u32 = 10;
 pub struct Args {
     /// The conversation to open first (more with `/open ADDRESS`).
     pub address: Option<String>,
+    /// Open this group's conversation first.
+    #[arg(long, value_name = "NAME", conflicts_with = "address")]
+    pub group: Option<String>,
+}
+
+/// One entry of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Conversation {
+    /// What the list shows: the address, or `#name` for a group.
+    label: String,
+    /// The history's conversation key: the address, or `group:HEX`.
+    key: String,
+    /// Set for a group.
+    group: Option<GroupId>,
+}
+
+impl Conversation {
+    fn direct(address: &str) -> Self {
+        Self {
+            label: address.to_owned(),
+            key: address.to_owned(),
+            group: None,
+        }
+    }
+
+    fn group(summary: &GroupSummary) -> Self {
+        Self {
+            label: format!("#{}", summary.name),
+            key: group_conversation(&summary.id),
+            group: Some(summary.id),
+        }
+    }
 }
 
 /// What the UI shows.
 struct View {
     me: String,
-    conversations: Vec<String>,
+    conversations: Vec<Conversation>,
     selected: usize,
     messages: Vec<StoredMessage>,
     input: String,
@@ -47,18 +82,27 @@ struct View {
 }
 
 impl View {
-    fn current(&self) -> Option<&str> {
-        self.conversations.get(self.selected).map(String::as_str)
+    fn current(&self) -> Option<&Conversation> {
+        self.conversations.get(self.selected)
     }
 
-    fn open(&mut self, address: &str) {
-        match self.conversations.iter().position(|a| a == address) {
-            Some(index) => self.selected = index,
+    /// Adds `conversation` to the list if it is not there; returns its index.
+    fn add(&mut self, conversation: Conversation) -> usize {
+        match self
+            .conversations
+            .iter()
+            .position(|c| c.key == conversation.key)
+        {
+            Some(index) => index,
             None => {
-                self.conversations.push(address.to_owned());
-                self.selected = self.conversations.len() - 1;
+                self.conversations.push(conversation);
+                self.conversations.len() - 1
             }
         }
+    }
+
+    fn open(&mut self, conversation: Conversation) {
+        self.selected = self.add(conversation);
     }
 
     fn draw(&self, frame: &mut Frame) {
@@ -75,7 +119,7 @@ impl View {
         let items: Vec<ListItem> = self
             .conversations
             .iter()
-            .map(|address| ListItem::new(address.as_str()))
+            .map(|conversation| ListItem::new(conversation.label.as_str()))
             .collect();
         let mut state = ListState::default().with_selected(Some(self.selected));
         frame.render_stateful_widget(
@@ -94,7 +138,7 @@ impl View {
         let height = usize::from(messages_area.height.saturating_sub(2));
         let skip = lines.len().saturating_sub(height);
         let title = match self.current() {
-            Some(address) => format!("{address} — you are {}", self.me),
+            Some(conversation) => format!("{} — you are {}", conversation.label, self.me),
             None => format!("no conversation — /open ADDRESS (you are {})", self.me),
         };
         frame.render_widget(
@@ -189,8 +233,18 @@ async fn ui(terminal: &mut DefaultTerminal, client: &mut Client, args: Args) -> 
         input: String::new(),
         status: "connected".into(),
     };
+    for group in client.group_list().await.context("cannot list groups")? {
+        view.add(Conversation::group(&group));
+    }
     if let Some(address) = &args.address {
-        view.open(address);
+        view.open(Conversation::direct(address));
+    }
+    if let Some(name) = &args.group {
+        let group = client
+            .find_group(name)
+            .await
+            .with_context(|| format!("cannot open group {name:?}"))?;
+        view.open(Conversation::group(&group));
     }
     reload(client, &mut view).await?;
     loop {
@@ -232,9 +286,7 @@ async fn ui(terminal: &mut DefaultTerminal, client: &mut Client, args: Args) -> 
             Wake::Client(Ok(event)) => {
                 match &event {
                     ClientEvent::Message(message) => {
-                        if !view.conversations.contains(&message.conversation) {
-                            view.conversations.push(message.conversation.clone());
-                        }
+                        learn_conversation(client, &mut view, &message.conversation).await;
                         view.status = format!("new message from {}", message.peer);
                     }
                     ClientEvent::Disconnected(reason) => {
@@ -247,7 +299,10 @@ async fn ui(terminal: &mut DefaultTerminal, client: &mut Client, args: Args) -> 
                         view.status = "connected".into();
                     }
                     other => {
-                        if let Some(line) = super::receive::event_line(other, &super::receive::GroupNames::default()) {
+                        if let Some(line) = super::receive::event_line(
+                            other,
+                            &super::receive::GroupNames::default(),
+                        ) {
                             view.status = line;
                         }
                     }
@@ -269,16 +324,20 @@ async fn submit(client: &Client, view: &mut View) -> Result<()> {
         return Ok(());
     }
     if let Some(address) = text.strip_prefix("/open ") {
-        view.open(address.trim());
+        view.open(Conversation::direct(address.trim()));
         return reload(client, view).await;
     }
-    let Some(address) = view.current().map(str::to_owned) else {
+    let Some(conversation) = view.current().cloned() else {
         view.status = "no conversation open: /open ADDRESS".into();
         view.input = input;
         return Ok(());
     };
-    match client.send_text(&address, text).await {
-        Ok(_) => view.status = format!("sent to {address}"),
+    let sent = match conversation.group {
+        Some(group_id) => client.send_group_text(group_id, text).await.map(|_| ()),
+        None => client.send_text(&conversation.key, text).await.map(|_| ()),
+    };
+    match sent {
+        Ok(()) => view.status = format!("sent to {}", conversation.label),
         Err(error) => {
             // The text stays in the input line, so nothing typed is lost.
             view.status = format!("not sent: {error}");
@@ -291,8 +350,28 @@ async fn submit(client: &Client, view: &mut View) -> Result<()> {
 /// Reloads the open conversation from the store.
 async fn reload(client: &Client, view: &mut View) -> Result<()> {
     view.messages = match view.current() {
-        Some(address) => client.history(address, HISTORY_IN_VIEW).await?,
+        Some(conversation) => client.history(&conversation.key, HISTORY_IN_VIEW).await?,
         None => Vec::new(),
     };
     Ok(())
+}
+
+/// Adds the conversation a message arrived in to the list (a group's name is read from the
+/// server; if that fails, the group is listed by its key).
+async fn learn_conversation(client: &Client, view: &mut View, key: &str) {
+    if view.conversations.iter().any(|c| c.key == key) {
+        return;
+    }
+    if key.starts_with(super::receive::GROUP_CONVERSATION_PREFIX)
+        && let Ok(groups) = client.group_list().await
+        && let Some(group) = groups.iter().find(|g| group_conversation(&g.id) == key)
+    {
+        view.add(Conversation::group(group));
+        return;
+    }
+    view.add(Conversation {
+        label: key.to_owned(),
+        key: key.to_owned(),
+        group: None,
+    });
 }

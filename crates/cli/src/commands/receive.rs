@@ -11,7 +11,7 @@ use confianza_client::store::StoredMessage;
 use super::profile::{self, Globals};
 
 /// How the history names a group's conversation.
-const GROUP_CONVERSATION_PREFIX: &str = "group:";
+pub const GROUP_CONVERSATION_PREFIX: &str = "group:";
 /// Reconnection attempts while following before giving up.
 const FOLLOW_RECONNECT_ATTEMPTS: u32 = 10;
 

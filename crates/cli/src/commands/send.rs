@@ -12,9 +12,9 @@ struct SendTo {
 
 /// `confianza send ADDRESS TEXT` or `confianza send --group NAME TEXT`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("to").required(true).args(["address", "group"])))]
 pub struct Args {
     /// The recipient, user@domain (with --group: left out, only TEXT).
+    #[arg(required_unless_present = "group")]
     pub address: Option<String>,
     /// The message.
     pub text: Option<String>,

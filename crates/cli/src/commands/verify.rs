@@ -64,7 +64,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
                 .with_context(|| format!("cannot accept the identity of {address}"))?;
             println!("accepted the current identity key of {address}");
             for event in &released {
-                if let Some(line) = super::receive::event_line(event, &super::receive::GroupNames::default()) {
+                if let Some(line) =
+                    super::receive::event_line(event, &super::receive::GroupNames::default())
+                {
                     println!("{line}");
                 }
             }

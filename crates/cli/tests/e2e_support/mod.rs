@@ -253,15 +253,15 @@ pub fn messages_from<'a>(text: &'a str, sender: &str) -> Vec<&'a str> {
     text.lines().filter(|line| line.contains(&marker)).collect()
 }
 
-/// Every file of `dir` with its bytes (to check nothing changed).
-pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file of `dir` with the SHA-256 of its bytes (to check nothing changed).
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.is_file())
         .map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
+            let digest = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+            (path, digest)
         })
         .collect();
     files.sort();
