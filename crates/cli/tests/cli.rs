@@ -16,6 +16,7 @@ fn shared() -> String {
 
 #[test]
 fn demo_runs_every_step_and_exits_zero() {
+    // The demo starts its own embedded server on 127.0.0.1 with ephemeral ports.
     let out = confianza(&["demo"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -24,15 +25,22 @@ fn demo_runs_every_step_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
-        "refused: the bundle's identity key is not the certified key of bob@example.org",
-        "with a certificate from mallory's own CA: refused",
+        "root fingerprint (SHA-256, compare out of band)",
+        "✓ bob@example.org    code redeemed, proof of possession checked",
+        "refused: forged bundle: the bundle's identity key is not the certified key",
+        "with a certificate from mallory's own CA: refused: certificate not issued by the pinned organisation CA",
+        "bob reconnects and reads from alice@example.org (certified): hello bob",
         "bob reads #1",
-        "replay of #3: duplicate message",
-        "carol, with the old key: no sender key state",
+        "replay of #3 refused: duplicate message",
+        "a flipped bit refused",
+        "carol@example.org reads from alice@example.org: lunch at noon?",
+        "alice's sender key was renewed and sent to bob only",
+        "carol receives nothing after leaving",
         "bob verified digest and MAC before decrypting: identical file",
         "bob scans alice's QR code (74 bytes): match",
-        "both sides derived the same SRTP master keys",
-        "carol tries to start a session with bob: certificate refused",
+        "the received audio equals the sent audio",
+        "alice starts a new session with bob: stapled OCSP says certificate revoked",
+        "carol tries to start a session with bob: certificate revoked",
         "every check above passed",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
