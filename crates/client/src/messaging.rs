@@ -561,10 +561,26 @@ impl Client {
             stored_at_ms: now_ms(),
             verification: verification.as_str(),
         };
-        let stored = self
-            .store
-            .commit_incoming((sender, device, &record), &message, consumed, kyber_used)
-            .await?;
+        let stored = match &content.body {
+            // The pointer, keys included, is sealed with the history row: `save_attachment`
+            // downloads it later.
+            Some(Body::Attachment(pointer)) => {
+                self.store
+                    .commit_incoming_attachment(
+                        (sender, device, &record),
+                        &message,
+                        consumed,
+                        kyber_used,
+                        &pointer.encode_to_vec(),
+                    )
+                    .await?
+            }
+            _ => {
+                self.store
+                    .commit_incoming((sender, device, &record), &message, consumed, kyber_used)
+                    .await?
+            }
+        };
         if !stored {
             return Ok(ClientEvent::Duplicate);
         }

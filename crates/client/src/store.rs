@@ -1096,6 +1096,24 @@ impl Store {
         consumed_pre_key: Option<u32>,
         consumed_kyber_pre_key: Option<u32>,
     ) -> Result<bool, StoreError> {
+        self.commit_incoming_with(
+            session,
+            message,
+            consumed_pre_key,
+            consumed_kyber_pre_key,
+            None,
+        )
+        .await
+    }
+
+    async fn commit_incoming_with(
+        &self,
+        session: (&str, u32, &SessionRecord),
+        message: &NewMessage<'_>,
+        consumed_pre_key: Option<u32>,
+        consumed_kyber_pre_key: Option<u32>,
+        attachment_pointer: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let exists = sqlx::query(
             "SELECT 1 FROM messages WHERE outgoing = 0 AND peer = ? AND client_message_id = ?",
@@ -1122,7 +1140,20 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_message(&mut tx, message).await?;
+        let message_id = insert_message(&mut tx, message).await?;
+        if let Some(pointer) = attachment_pointer {
+            let sealed = self.key.seal(
+                "attachment_pointers",
+                &message_id.to_string(),
+                pointer,
+                &mut rand::rng(),
+            )?;
+            sqlx::query("INSERT INTO attachment_pointers (message_id, sealed) VALUES (?, ?)")
+                .bind(message_id)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -1232,6 +1263,82 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    // ---- attachments ---------------------------------------------------------------------
+
+    /// Records (sealed) the state of an upload of the file at `source`, replacing any earlier.
+    pub async fn save_upload(&self, source: &str, state: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.put_sealed(
+            &mut tx,
+            "INSERT OR REPLACE INTO attachment_uploads (source, sealed) VALUES (?, ?)",
+            "attachment_uploads",
+            source,
+            state,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The recorded state of an upload of the file at `source`, if one is in progress.
+    pub async fn upload(&self, source: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM attachment_uploads WHERE source = ?")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: Vec<u8> = row.try_get(0)?;
+        Ok(Some(self.key.open(
+            "attachment_uploads",
+            source,
+            &sealed,
+        )?))
+    }
+
+    /// Forgets the upload of the file at `source` (finished or abandoned).
+    pub async fn delete_upload(&self, source: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM attachment_uploads WHERE source = ?")
+            .bind(source)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Like [`Store::commit_incoming`] for a message that carries an attachment: the pointer
+    /// (with its keys) is sealed and stored with the history row, in the same transaction.
+    pub async fn commit_incoming_attachment(
+        &self,
+        session: (&str, u32, &SessionRecord),
+        message: &NewMessage<'_>,
+        consumed_pre_key: Option<u32>,
+        consumed_kyber_pre_key: Option<u32>,
+        pointer: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.commit_incoming_with(
+            session,
+            message,
+            consumed_pre_key,
+            consumed_kyber_pre_key,
+            Some(pointer),
+        )
+        .await
+    }
+
+    /// The sealed attachment pointer of history message `message_id`, if it carries one.
+    pub async fn attachment_pointer(
+        &self,
+        message_id: i64,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM attachment_pointers WHERE message_id = ?")
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: Vec<u8> = row.try_get(0)?;
+        let key = message_id.to_string();
+        Ok(Some(self.key.open("attachment_pointers", &key, &sealed)?))
     }
 }
 

@@ -1,0 +1,420 @@
+//! Attachments between two clients through the real messaging service (started in-process on
+//! 127.0.0.1:0 with a local blob folder): a 1 MiB round trip, an upload interrupted by
+//! dropping the client and resumed, blobs altered on the server refused, and a hostile file
+//! name kept inside the target folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use confianza_api::{BlobId, RequestBody, ResponseBody};
+use confianza_client::account::{Client, InitOptions};
+use confianza_client::attachments::{AttachmentError, Progress};
+use confianza_client::content::AttachmentPointer;
+use confianza_client::messaging::ClientEvent;
+use confianza_client::sealing::Passphrase;
+use confianza_client::store::{Protection, StoredMessage};
+use confianza_noise::StaticKeyPair;
+use confianza_pki::seal::SealParams;
+use confianza_pki::signer::CaAlgorithm;
+use confianza_protocol::attachment::{AttachmentEncryptor, AttachmentKeys};
+use confianza_server::authority::Authority;
+use confianza_server::authority::init::{InitOptions as ServerInit, init};
+use confianza_server::service::{BlobStore, RunningService, ServiceOptions, start};
+use confianza_server::store::{AnyMessageStore, Database};
+
+/// How long a test waits for something that should happen.
+const PATIENCE: Duration = Duration::from_secs(60);
+const ALICE: &str = "alice@example.org";
+const BOB: &str = "bob@example.org";
+
+struct Server {
+    dir: tempfile::TempDir,
+    authority: Authority,
+    _running: RunningService,
+    address: SocketAddr,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ServerInit {
+            organisation: "Example Org".into(),
+            name: "chat.example.org".into(),
+            key_type: CaAlgorithm::Ed25519,
+            domains: vec!["example.org".into()],
+            open_registration: false,
+            http_url: "http://127.0.0.1:8443".into(),
+            seal_params: SealParams::INSECURE_FOR_TESTS,
+        };
+        init(dir.path(), options, None, None).await.unwrap();
+        let authority = Authority::open(dir.path(), None, None).await.unwrap();
+        let database = Database::open_sqlite_file(&authority.layout().database())
+            .await
+            .unwrap();
+        let noise = confianza_noise::ServerConfig::new(
+            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
+            authority.noise_certificate_der(),
+        )
+        .unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut options = ServiceOptions::new(
+            AnyMessageStore::new(&database),
+            Arc::new(authority.clone()),
+            noise,
+            any,
+            any,
+        );
+        options.blobs = Some(BlobStore::local(&dir.path().join("blobs")).unwrap());
+        let running = start(options).await.unwrap();
+        Self {
+            address: running.noise_addr,
+            _running: running,
+            dir,
+            authority,
+        }
+    }
+
+    async fn enroll(&self, home: &Path, address: &str) -> Client {
+        let code = self
+            .authority
+            .create_enrollment_code(address, Duration::from_secs(3600), SystemTime::now())
+            .await
+            .unwrap()
+            .as_str()
+            .to_owned();
+        let (mut client, _) = Client::init(InitOptions {
+            dir: home.join(address),
+            protection: Protection::Passphrase(
+                passphrase().unwrap(),
+                SealParams::INSECURE_FOR_TESTS,
+            ),
+            server: self.address.to_string(),
+            server_name: None,
+            address: address.into(),
+            code,
+            expected_ca_fingerprint: None,
+        })
+        .await
+        .unwrap();
+        client.connect().await.unwrap();
+        client
+    }
+
+    /// Every stored chunk file of every blob, in name order.
+    fn blob_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&self.dir.path().join("blobs"), &mut files);
+        files.sort();
+        files
+    }
+}
+
+fn passphrase() -> Option<Passphrase> {
+    Some(Passphrase::new("correct horse battery").unwrap())
+}
+
+/// Deterministic, non-repeating test content.
+fn content(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1])
+        .collect()
+}
+
+/// The next stored message, skipping receipts and notices.
+async fn next_message(client: &mut Client) -> StoredMessage {
+    let wait = async {
+        loop {
+            match client.next_event().await.unwrap() {
+                ClientEvent::Message(message) => return message,
+                ClientEvent::Disconnected(reason) => panic!("disconnected: {reason}"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .expect("a message in time")
+}
+
+/// Files in the profile's temporary attachment folder.
+fn temp_files(profile: &Path) -> usize {
+    std::fs::read_dir(profile.join("attachments"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_round_trips_and_lands_under_a_fresh_name() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let alice = server.enroll(home.path(), ALICE).await;
+    let mut bob = server.enroll(home.path(), BOB).await;
+
+    let file = home.path().join("photo.png");
+    let data = content(1024 * 1024);
+    std::fs::write(&file, &data).unwrap();
+    let mut seen = Vec::<Progress>::new();
+    alice
+        .send_attachment(BOB, &file, |p| seen.push(p))
+        .await
+        .unwrap();
+    let last = *seen.last().unwrap();
+    assert_eq!(last.done, last.total);
+    assert!(last.total > data.len() as u64);
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
+    assert_eq!(temp_files(&home.path().join(ALICE)), 0, "temp file removed");
+
+    let message = next_message(&mut bob).await;
+    assert_eq!(
+        (message.kind.as_str(), message.body.as_str()),
+        ("attachment", "photo.png")
+    );
+    let incoming = bob.attachment(message.id).await.unwrap().unwrap();
+    assert_eq!(incoming.file_name, "photo.png");
+    assert_eq!(incoming.content_type, "image/png");
+    assert_eq!(incoming.plaintext_size, data.len() as u64);
+
+    let downloads = tempfile::tempdir().unwrap();
+    let mut progress = Vec::new();
+    let saved = bob
+        .save_attachment(message.id, downloads.path(), |p| progress.push(p))
+        .await
+        .unwrap();
+    assert_eq!(saved.path, downloads.path().join("photo.png"));
+    assert_eq!(saved.size, data.len() as u64);
+    assert_eq!(std::fs::read(&saved.path).unwrap(), data);
+    assert_eq!(progress.last().map(|p| p.done), Some(incoming.blob_size));
+
+    // Saved again: the first copy is not replaced.
+    let again = bob
+        .save_attachment(message.id, downloads.path(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.path, downloads.path().join("photo (1).png"));
+    assert_eq!(std::fs::read(&again.path).unwrap(), data);
+    // Nothing else was left in the folder or the profile.
+    assert_eq!(std::fs::read_dir(downloads.path()).unwrap().count(), 2);
+    assert_eq!(temp_files(&home.path().join(BOB)), 0);
+
+    // A message without an attachment.
+    alice.send_text(BOB, "just text").await.unwrap();
+    let text = next_message(&mut bob).await;
+    assert!(bob.attachment(text.id).await.unwrap().is_none());
+    assert!(matches!(
+        bob.save_attachment(text.id, downloads.path(), |_| {}).await,
+        Err(AttachmentError::NoAttachment(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_resumes_where_the_server_stopped() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let alice = server.enroll(home.path(), ALICE).await;
+    let mut bob = server.enroll(home.path(), BOB).await;
+    let file = home.path().join("big.bin");
+    let data = content(512 * 1024);
+    std::fs::write(&file, &data).unwrap();
+
+    // Stop after a few chunks by dropping the upload, then the client.
+    let stopped_at = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    {
+        let stop = stopped_at.clone();
+        let wake = notify.clone();
+        let upload = alice.send_attachment(BOB, &file, move |p| {
+            if p.done >= 4 * 32 * 1024 && stop.load(Ordering::SeqCst) == 0 {
+                stop.store(p.done, Ordering::SeqCst);
+                wake.notify_one();
+            }
+        });
+        tokio::select! {
+            result = upload => panic!("the upload should have been interrupted: {result:?}"),
+            () = notify.notified() => {}
+        }
+    }
+    drop(alice);
+    assert!(stopped_at.load(Ordering::SeqCst) > 0);
+    let profile = home.path().join(ALICE);
+    assert_eq!(
+        temp_files(&profile),
+        1,
+        "the encrypted copy is kept for the resume"
+    );
+
+    // Reopened from disk, the next call resumes: its first progress report is not zero.
+    let mut alice = Client::open(&profile, passphrase).await.unwrap();
+    alice.connect().await.unwrap();
+    let mut first = None;
+    alice
+        .send_attachment(BOB, &file, |p| {
+            first.get_or_insert(p);
+        })
+        .await
+        .unwrap();
+    let first = first.unwrap();
+    assert!(
+        first.done >= stopped_at.load(Ordering::SeqCst),
+        "resumed at {} after stopping at {}",
+        first.done,
+        stopped_at.load(Ordering::SeqCst)
+    );
+    assert!(first.done < first.total);
+    assert_eq!(temp_files(&profile), 0);
+    // One blob on the server: the resume did not start a new one.
+    let blobs: std::collections::HashSet<_> = server
+        .blob_files()
+        .iter()
+        .map(|path| path.parent().unwrap().to_owned())
+        .collect();
+    assert_eq!(blobs.len(), 1);
+
+    let message = next_message(&mut bob).await;
+    let downloads = tempfile::tempdir().unwrap();
+    let saved = bob
+        .save_attachment(message.id, downloads.path(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(saved.path).unwrap(), data);
+    drop(alice);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_altered_on_the_server_is_refused_and_nothing_is_written() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let alice = server.enroll(home.path(), ALICE).await;
+    let mut bob = server.enroll(home.path(), BOB).await;
+    let file = home.path().join("contract.pdf");
+    std::fs::write(&file, content(100_000)).unwrap();
+    alice.send_attachment(BOB, &file, |_| {}).await.unwrap();
+    let message = next_message(&mut bob).await;
+
+    // Flip one bit of the stored ciphertext.
+    let chunk = server.blob_files().into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&chunk, bytes).unwrap();
+
+    let downloads = tempfile::tempdir().unwrap();
+    let result = bob
+        .save_attachment(message.id, downloads.path(), |_| {})
+        .await;
+    assert!(
+        matches!(result, Err(AttachmentError::MacMismatch)),
+        "{result:?}"
+    );
+    assert_eq!(std::fs::read_dir(downloads.path()).unwrap().count(), 0);
+    assert_eq!(temp_files(&home.path().join(BOB)), 0);
+}
+
+/// Uploads `blob` through `client`'s connection; its id.
+async fn upload_raw(client: &Client, blob: &[u8]) -> BlobId {
+    let ResponseBody::BlobCreated { blob_id, .. } = client
+        .request(RequestBody::BlobCreate {
+            size: blob.len() as u64,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("not a blob id");
+    };
+    for (i, chunk) in blob.chunks(32 * 1024).enumerate() {
+        client
+            .request(RequestBody::BlobUpload {
+                blob_id,
+                offset: (i * 32 * 1024) as u64,
+                chunk: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    blob_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointers_that_do_not_match_their_blob_are_refused() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let bob = server.enroll(home.path(), BOB).await;
+    let plaintext = content(70_000);
+    let keys = AttachmentKeys::generate(&mut rand::rng());
+    let mut blob = Vec::new();
+    let mut encryptor = AttachmentEncryptor::new(&keys, &mut rand::rng());
+    encryptor.update(&plaintext, &mut blob).unwrap();
+    let encrypted = encryptor.finish(&mut blob);
+    let blob_id = upload_raw(&bob, &blob).await;
+    let good = AttachmentPointer {
+        blob_id: blob_id.0.to_vec(),
+        keys: keys.to_bytes().to_vec(),
+        digest: encrypted.digest.to_vec(),
+        size: encrypted.blob_len,
+        plaintext_size: encrypted.plaintext_len,
+        file_name: "../../etc/x".into(),
+        content_type: "text/plain".into(),
+        group_id: Vec::new(),
+    };
+    let downloads = tempfile::tempdir().unwrap();
+
+    let mut wrong_digest = good.clone();
+    wrong_digest.digest[0] ^= 1;
+    let result = bob
+        .save_pointer(&wrong_digest, downloads.path(), |_| {})
+        .await;
+    assert!(
+        matches!(result, Err(AttachmentError::DigestMismatch)),
+        "{result:?}"
+    );
+
+    let mut wrong_key = good.clone();
+    wrong_key.keys[40] ^= 1;
+    let result = bob.save_pointer(&wrong_key, downloads.path(), |_| {}).await;
+    assert!(
+        matches!(result, Err(AttachmentError::MacMismatch)),
+        "{result:?}"
+    );
+
+    let mut unknown = good.clone();
+    unknown.blob_id = vec![0xAB; 16];
+    let result = bob.save_pointer(&unknown, downloads.path(), |_| {}).await;
+    assert!(
+        matches!(result, Err(AttachmentError::BlobNotFound)),
+        "{result:?}"
+    );
+
+    let mut wrong_size = good.clone();
+    wrong_size.plaintext_size += 16;
+    wrong_size.size += 16;
+    let result = bob
+        .save_pointer(&wrong_size, downloads.path(), |_| {})
+        .await;
+    assert!(
+        matches!(result, Err(AttachmentError::WrongLength(_))),
+        "{result:?}"
+    );
+    assert_eq!(std::fs::read_dir(downloads.path()).unwrap().count(), 0);
+
+    // The hostile name lands inside the folder as `x`.
+    let saved = bob
+        .save_pointer(&good, downloads.path(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(saved.path, downloads.path().join("x"));
+    assert_eq!(std::fs::read(&saved.path).unwrap(), plaintext);
+    assert_eq!(std::fs::read_dir(downloads.path()).unwrap().count(), 1);
+    assert!(!home.path().join("etc").exists());
+}
