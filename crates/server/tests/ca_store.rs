@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use confianza_server::store::ca::{
     CaStore, CertificateQuery, CertificateRecord, CrlRecord, EnrollmentCodeRecord, EventRecord,
-    Issuance, MAX_CODES_PER_ADDRESS, OfficerRecord, RequestRecord, RequestState, RevocationRecord,
-    SqlCaStore, StatusFilter, StoredStatus,
+    Issuance, MAX_CODES_PER_ADDRESS, OfficerRecord, RequestOutcome, RequestRecord, RequestState,
+    RevocationRecord, SqlCaStore, StatusFilter, StoredStatus,
 };
 use confianza_server::store::{Database, StoreError};
 use sqlx::AssertSqlSafe;
@@ -143,6 +143,8 @@ conformance!(
     enrollment_codes_limit_at_n_and_n_plus_1,
     officers,
     crl_numbers_increase_and_latest_wins,
+    pending_requests_are_decided_once,
+    officer_credentials_are_replaced,
 );
 
 fn serial(n: u32) -> String {
@@ -550,4 +552,134 @@ async fn crl_numbers_increase_and_latest_wins(s: &SqlCaStore) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.latest_crl(ISSUER).await.expect("latest"), Some(crl(two)));
+}
+
+fn event(action: &str, actor: &str, at: i64) -> EventRecord {
+    EventRecord {
+        action: action.into(),
+        actor: actor.into(),
+        at,
+        comment: None,
+    }
+}
+
+fn pending_request(id: i64) -> RequestRecord {
+    RequestRecord {
+        id,
+        kind: "tls-server".into(),
+        subject: format!("host{id}.example.org"),
+        state: RequestState::Pending,
+        created_at: NOW,
+        events: vec![event("submitted", "requester", NOW)],
+    }
+}
+
+async fn pending_requests_are_decided_once(s: &SqlCaStore) {
+    s.submit_request(pending_request(1), b"csr one".to_vec())
+        .await
+        .expect("submit");
+    s.submit_request(pending_request(2), b"csr two".to_vec())
+        .await
+        .expect("submit");
+    assert!(matches!(
+        s.submit_request(pending_request(1), b"again".to_vec())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let pending = s.pending_requests(10).await.expect("pending");
+    assert_eq!(
+        pending.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [1, 2],
+        "oldest first"
+    );
+    assert_eq!(s.pending_requests(1).await.expect("pending").len(), 1);
+    assert_eq!(
+        s.pending_csr(1).await.expect("csr").as_deref(),
+        Some(&b"csr one"[..])
+    );
+    assert_eq!(s.pending_csr(99).await.expect("csr"), None);
+
+    // Approved: the certificate and the events in one transaction; the CSR is dropped.
+    let mut c = cert(1, "host1.example.org", NOW + 365 * DAY);
+    c.kind = "tls-server".into();
+    let approval = vec![
+        event("approved", "officer:ra@example.org", NOW + 1),
+        event("issued", "ca", NOW + 1),
+    ];
+    s.finish_request(
+        1,
+        approval.clone(),
+        RequestOutcome::Issued(Box::new(c.clone())),
+    )
+    .await
+    .expect("approve");
+    let r = s.request(1).await.expect("request").expect("stored");
+    assert_eq!(r.state, RequestState::Issued);
+    assert_eq!(r.events.len(), 3);
+    assert_eq!(r.events[1..], approval[..]);
+    assert_eq!(s.pending_csr(1).await.expect("csr"), None);
+    let stored = s
+        .certificate(&c.serial)
+        .await
+        .expect("cert")
+        .expect("stored");
+    assert_eq!(stored.request_id, Some(1));
+    // Decided twice: the second loses and records nothing.
+    assert!(matches!(
+        s.finish_request(
+            1,
+            vec![event("rejected", "x", NOW + 2)],
+            RequestOutcome::Rejected
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.request(1).await.expect("r").expect("r").events.len(), 3);
+
+    // A serial clash rolls the whole decision back: still pending.
+    let mut clash = c.clone();
+    clash.kind = "tls-server".into();
+    assert!(matches!(
+        s.finish_request(2, approval, RequestOutcome::Issued(Box::new(clash)))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let r = s.request(2).await.expect("r").expect("r");
+    assert_eq!(r.state, RequestState::Pending);
+    assert_eq!(r.events.len(), 1);
+    s.finish_request(
+        2,
+        vec![event("rejected", "officer:carol@example.org", NOW + 3)],
+        RequestOutcome::Rejected,
+    )
+    .await
+    .expect("reject");
+    assert_eq!(
+        s.request(2).await.expect("r").expect("r").state,
+        RequestState::Rejected
+    );
+    assert!(s.pending_requests(10).await.expect("pending").is_empty());
+}
+
+async fn officer_credentials_are_replaced(s: &SqlCaStore) {
+    s.add_officer(OfficerRecord {
+        name: "ra@example.org".into(),
+        credential_serial: serial(1),
+        kinds: vec!["identity".into()],
+        domains: vec!["example.org".into()],
+        created_at: NOW,
+        disabled_at: None,
+    })
+    .await
+    .expect("add");
+    s.set_officer_credential("ra@example.org", &serial(2).to_uppercase())
+        .await
+        .expect("replace");
+    let officers = s.officers().await.expect("officers");
+    assert_eq!(officers[0].credential_serial, serial(2));
+    assert!(matches!(
+        s.set_officer_credential("nobody@example.org", &serial(3))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -548,6 +548,32 @@ async fn crls_renewal_and_expiry(backend: Backend) {
     assert_eq!(fresh.number, current.number + 1);
     drop(authority);
 
+    // The service certificates are renewed from the intermediate, each linked to the one
+    // it replaces; the console's officer works with its new credential.
+    let renewed = backend.ok(&dir, &["ca", "renew-service-certs"]);
+    let lines: Vec<&str> = renewed.lines().collect();
+    assert_eq!(lines.len(), 3, "{renewed}");
+    for line in &lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (new, old) = (words[words.len() - 3], words[words.len() - 1]);
+        let old = old.trim_end_matches(')');
+        assert_ne!(new, old);
+        let show = backend.ok(&dir, &["ca", "show", new]);
+        assert!(show.contains(&format!("renews        {old}")), "{show}");
+    }
+    let officer_serial = lines[1].split_whitespace().nth(2).expect("serial");
+    let officers = backend.ok(&dir, &["ra", "officers", "list"]);
+    assert!(officers.contains(officer_serial), "{officers}");
+    backend.ok(&dir, &["ra", "enroll-code", "carl@example.org"]);
+    let reopened = backend.authority(&dir).await;
+    let ocsp_serial = lines[0].split_whitespace().nth(2).expect("serial");
+    let ocsp_cert = reopened.ocsp_signer_der().to_vec();
+    assert!(
+        reopened.certificate(ocsp_serial).await.expect("stored").der == ocsp_cert,
+        "the reopened authority signs OCSP with the renewed signer"
+    );
+    drop(reopened);
+
     // With the root offline, root-crl fails cleanly.
     let key = tmp.path().join("root.key");
     backend.ok(&dir, &["ca", "export-root-key", "--out", path(&key)]);
@@ -569,5 +595,212 @@ async fn crls_renewal_and_expiry_sqlite() {
 async fn crls_renewal_and_expiry_postgres() {
     if let Some(backend) = Backend::postgres().await {
         crls_renewal_and_expiry(backend).await;
+    }
+}
+
+/// An `openssl req` CSR (EC P-256 key) for `cn` with a DNS SAN.
+fn openssl_csr(dir: &Path, cn: &str) -> std::path::PathBuf {
+    let req = dir.join(format!("{cn}.csr"));
+    let key = dir.join(format!("{cn}.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            path(&key),
+            "-out",
+            path(&req),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{cn}"),
+        ])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl req failed");
+    req
+}
+
+async fn manual_approval(backend: Backend) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    init(&backend, &dir);
+    let csr = openssl_csr(tmp.path(), "example.org");
+
+    // Submitted: pending, nothing issued yet.
+    let before = backend.ok(&dir, &["ca", "list"]);
+    let id = backend
+        .ok(
+            &dir,
+            &[
+                "ra",
+                "submit",
+                "--csr",
+                path(&csr),
+                "--profile",
+                "tls-server",
+            ],
+        )
+        .trim()
+        .to_owned();
+    assert!(id.parse::<i64>().is_ok(), "{id}");
+    assert_eq!(before, backend.ok(&dir, &["ca", "list"]));
+    let pending = backend.ok(&dir, &["ra", "pending"]);
+    assert!(
+        pending
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("tls-server")),
+        "{pending}"
+    );
+
+    // Approved by the console's officer: issued, recorded as that RA's approval.
+    let cert = tmp.path().join("server.pem");
+    let serial = backend
+        .ok(
+            &dir,
+            &[
+                "ra",
+                "approve",
+                &id,
+                "--out",
+                path(&cert),
+                "--comment",
+                "checked by phone",
+            ],
+        )
+        .trim()
+        .to_owned();
+    let verify = Command::new("openssl")
+        .args(["x509", "-in", path(&cert), "-noout", "-serial"])
+        .output()
+        .expect("openssl");
+    assert!(
+        String::from_utf8_lossy(&verify.stdout)
+            .to_lowercase()
+            .contains(&serial),
+        "{serial}"
+    );
+    let show = backend.ok(&dir, &["ca", "show", &serial]);
+    assert!(
+        show.contains("approved by   officer:ra@example.org"),
+        "{show}"
+    );
+    let history = backend.ok(&dir, &["ra", "history", &id]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 4, "{history}");
+    assert!(lines[0].contains("issued"), "{history}");
+    assert!(lines[1].contains("submitted") && lines[1].contains("requester"));
+    assert!(
+        lines[2].contains("approved")
+            && lines[2].contains("officer:ra@example.org")
+            && lines[2].contains("(checked by phone)"),
+        "{history}"
+    );
+    assert!(lines[3].contains("issued") && lines[3].contains("ca"));
+    assert!(backend.ok(&dir, &["ra", "pending"]).is_empty());
+    let e = backend.fails(&dir, &["ra", "approve", &id], &[]);
+    assert!(e.contains("not pending"), "{e}");
+
+    // Rejected by another officer, with the reason kept; a rejected request stays rejected.
+    let cred = tmp.path().join("carol.pem");
+    backend.ok(
+        &dir,
+        &[
+            "ra",
+            "officers",
+            "add",
+            "carol@example.org",
+            "--out",
+            path(&cred),
+            "--no-passphrase",
+        ],
+    );
+    let client_csr = openssl_csr(tmp.path(), "example.net");
+    let id2 = backend
+        .ok(
+            &dir,
+            &[
+                "ra",
+                "submit",
+                "--csr",
+                path(&client_csr),
+                "--profile",
+                "tls-client",
+            ],
+        )
+        .trim()
+        .to_owned();
+    let as_carol = [
+        "--officer",
+        "carol@example.org",
+        "--credential",
+        path(&cred),
+    ];
+    let mut args = vec!["ra", "reject", &id2, "--reason", ""];
+    args.extend(as_carol);
+    backend.fails(&dir, &args, &[]);
+    let mut args = vec!["ra", "reject", &id2, "--reason", "unknown requester"];
+    args.extend(as_carol);
+    backend.ok(&dir, &args);
+    let history = backend.ok(&dir, &["ra", "history", &id2]);
+    assert!(
+        history
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("rejected"))
+    );
+    assert!(
+        history.contains("officer:carol@example.org") && history.contains("(unknown requester)"),
+        "{history}"
+    );
+    backend.fails(&dir, &["ra", "approve", &id2], &[]);
+
+    // Bad input: one line, nothing recorded.
+    let garbage = tmp.path().join("garbage.csr");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n").expect("write");
+    backend.fails(
+        &dir,
+        &[
+            "ra",
+            "submit",
+            "--csr",
+            path(&garbage),
+            "--profile",
+            "tls-server",
+        ],
+        &[],
+    );
+    backend.fails(
+        &dir,
+        &[
+            "ra",
+            "submit",
+            "--csr",
+            path(&csr),
+            "--profile",
+            "ocsp-signer",
+        ],
+        &[],
+    );
+    let e = backend.fails(&dir, &["ra", "approve", "999999"], &[]);
+    assert!(e.contains("unknown request"), "{e}");
+    backend.fails(&dir, &["ra", "history", "999999"], &[]);
+    backend.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_approval_sqlite() {
+    manual_approval(Backend::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_approval_postgres() {
+    if let Some(backend) = Backend::postgres().await {
+        manual_approval(backend).await;
     }
 }

@@ -457,6 +457,123 @@ pub fn load_root(
     )?)
 }
 
+/// What `ca renew-service-certs` renewed: (what, old serial, new serial).
+pub type RenewedServiceCertificates = Vec<(&'static str, String, String)>;
+
+/// `ca renew-service-certs`: fresh certificates from the current intermediate for the
+/// delegated OCSP signer (new key), the operator console's RA officer credential (new key)
+/// and the server's Noise key (same key), each recorded as renewing the one it replaces.
+/// The old ones stay valid until they expire (a running service keeps using them until it
+/// is restarted). Reopen the [`Authority`] to use the new ones.
+pub async fn renew_service_certificates(
+    authority: &Authority,
+    passphrase: Option<&[u8]>,
+    seal_params: SealParams,
+    now: SystemTime,
+) -> Result<RenewedServiceCertificates, AuthorityError> {
+    let layout = authority.layout().clone();
+    let config = authority.config().clone();
+    let noise_key = authority.noise_static_private();
+    let owned = passphrase.map(|p| Zeroizing::new(p.to_vec()));
+    let old = [
+        (
+            "OCSP signer",
+            layout::read_certificate(&layout.ocsp_cert())?,
+        ),
+        (
+            "RA officer",
+            layout::read_certificate(&layout.officer_cert())?,
+        ),
+        (
+            "Noise server",
+            layout::read_certificate(&layout.noise_cert())?,
+        ),
+    ];
+    let int_kid = authority.issuer_key_id().to_owned();
+    let (intermediate_der, intermediate_key) = (
+        authority.intermediate_der().to_vec(),
+        layout::read_key(&layout.intermediate_key(), passphrase)?,
+    );
+    let service = tokio::task::spawn_blocking(move || {
+        let passphrase = owned.as_ref().map(|p| p.as_slice());
+        let intermediate = Issuer::from_certificate(
+            CaKey::from_pkcs8_der(&intermediate_key)?,
+            &intermediate_der,
+            IssuerRole::Intermediate,
+            Some(intermediate_urls(&config.http_url)),
+        )?;
+        let service = issue_service_certificates(
+            &intermediate,
+            &config.organisation,
+            &config.name,
+            &config.operator_officer,
+            &noise_key,
+            now,
+        )?;
+        layout::write_key(
+            &layout.ocsp_key(),
+            &service.ocsp_key,
+            passphrase,
+            seal_params,
+        )?;
+        layout::write_key(
+            &layout.officer_key(),
+            &service.officer_key,
+            passphrase,
+            seal_params,
+        )?;
+        layout::write_certificate(&layout.ocsp_cert(), &service.ocsp_cert.der)?;
+        layout::write_certificate(&layout.officer_cert(), &service.officer_cert.der)?;
+        layout::write_certificate(&layout.noise_cert(), &service.noise_cert.der)?;
+        Ok::<_, AuthorityError>(service)
+    })
+    .await
+    .map_err(|e| AuthorityError::Corrupt(format!("service certificate renewal panicked: {e}")))??;
+    let store = authority.store();
+    let new = [
+        &service.ocsp_cert,
+        &service.officer_cert,
+        &service.noise_cert,
+    ];
+    let mut renewed = Vec::with_capacity(3);
+    for ((what, old_der), issued) in old.iter().zip(new) {
+        let mut record = certificate_record(issued, &int_kid, None)?;
+        let old_serial = <x509_cert::Certificate as der::Decode>::from_der(old_der)
+            .ok()
+            .and_then(|c| {
+                confianza_pki::serial::Serial::from_der_content(
+                    c.tbs_certificate().serial_number().as_bytes(),
+                )
+            })
+            .map(|s| s.to_hex());
+        // Linked only when the old one is in this database (always, unless restored).
+        if let Some(old) = &old_serial
+            && store.certificate(old).await?.is_some()
+        {
+            record.previous_serial.clone_from(&old_serial);
+        }
+        store
+            .record_issuance(Issuance {
+                certificate: record,
+                request: None,
+                consume_code: None,
+            })
+            .await?;
+        renewed.push((
+            *what,
+            old_serial.unwrap_or_default(),
+            issued.serial.to_hex(),
+        ));
+    }
+    store
+        .set_officer_credential(
+            &authority.config().operator_officer,
+            &service.officer_cert.serial.to_hex(),
+        )
+        .await?;
+    Ok(renewed)
+}
+
 /// `ca root-crl`: a fresh CRL of the root (listing the intermediates it revoked), signed with
 /// the root key (which must be online), recorded and written to `DIR/ca/root.crl`.
 pub async fn publish_root_crl(
@@ -587,5 +704,11 @@ pub async fn new_intermediate(
             })
             .await?;
     }
+    store
+        .set_officer_credential(
+            &authority.config().operator_officer,
+            &service.officer_cert.serial.to_hex(),
+        )
+        .await?;
     Ok(intermediate_cert.der)
 }

@@ -32,9 +32,6 @@ pub const PLAIN_KEY_LABEL: &str = "PRIVATE KEY";
 /// Largest credential file read (a certificate and a sealed key are a few KiB).
 pub const MAX_CREDENTIAL_BYTES: usize = 64 * 1024;
 
-/// Longest officer name (an address; RFC 5321 bounds a path at 256 octets).
-pub const MAX_OFFICER_NAME_LEN: usize = 254;
-
 /// Who the CA operator is when adding or disabling officers at the console.
 const CONSOLE_OPERATOR: &str = "console";
 
@@ -64,8 +61,15 @@ impl std::fmt::Debug for NewCredential {
     }
 }
 
+/// A credential file's parts: the certificate DER, the key block's PEM label and its bytes.
+struct CredentialParts {
+    cert_der: Vec<u8>,
+    key_label: String,
+    key: Zeroizing<Vec<u8>>,
+}
+
 /// Splits a credential file into its certificate DER and its (possibly sealed) key block.
-fn split_credential(bytes: &[u8]) -> Result<(Vec<u8>, String, Zeroizing<Vec<u8>>), AuthorityError> {
+fn split_credential(bytes: &[u8]) -> Result<CredentialParts, AuthorityError> {
     let bad = |why: &str| AuthorityError::InvalidRequest(format!("RA credential: {why}"));
     if bytes.len() > MAX_CREDENTIAL_BYTES {
         return Err(bad("file too large"));
@@ -93,16 +97,16 @@ fn split_credential(bytes: &[u8]) -> Result<(Vec<u8>, String, Zeroizing<Vec<u8>>
         return Err(bad("the first block is not a certificate"));
     }
     let (label, key_der) = der::pem::decode_vec(key.as_bytes()).map_err(|_| bad("bad PEM"))?;
-    Ok((cert_der, label.to_owned(), Zeroizing::new(key_der)))
+    Ok(CredentialParts {
+        cert_der,
+        key_label: label.to_owned(),
+        key: Zeroizing::new(key_der),
+    })
 }
 
-/// Validates an officer name: an address (user@domain), lower-cased.
+/// Validates an officer name: an address (user@domain, at most
+/// `confianza_pki::limits::MAX_ADDRESS_LEN` octets), in its normal form.
 pub fn officer_name(name: &str) -> Result<String, AuthorityError> {
-    if name.len() > MAX_OFFICER_NAME_LEN {
-        return Err(AuthorityError::InvalidRequest(format!(
-            "officer name longer than {MAX_OFFICER_NAME_LEN} characters"
-        )));
-    }
     Ok(SubjectName::address(name)?.as_str().to_owned())
 }
 
@@ -267,7 +271,11 @@ impl Authority {
         now: SystemTime,
     ) -> Result<RaOfficer, AuthorityError> {
         let name = officer_name(name)?;
-        let (cert_der, label, key_block) = split_credential(credential)?;
+        let CredentialParts {
+            cert_der,
+            key_label: label,
+            key: key_block,
+        } = split_credential(credential)?;
         let pkcs8 = match label.as_str() {
             SEALED_KEY_LABEL => {
                 let passphrase = passphrase.ok_or_else(|| {
@@ -369,4 +377,62 @@ fn scope_of(record: &OfficerRecord) -> Result<RaScope, AuthorityError> {
         kinds,
         domains: record.domains.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential_of_size(len: usize) -> Vec<u8> {
+        let cert = pem_encode("CERTIFICATE", &[0x30, 0x00]);
+        let key = pem_encode(PLAIN_KEY_LABEL, &[0x30, 0x00]);
+        let mut text = format!("{cert}{key}").into_bytes();
+        // Trailing blank lines are outside every PEM block.
+        text.resize(len, b'\n');
+        text
+    }
+
+    #[test]
+    fn credential_files_are_bounded() {
+        let parts = split_credential(&credential_of_size(MAX_CREDENTIAL_BYTES)).expect("at N");
+        assert_eq!(parts.cert_der, [0x30, 0x00]);
+        assert_eq!(parts.key_label, PLAIN_KEY_LABEL);
+        let e = split_credential(&credential_of_size(MAX_CREDENTIAL_BYTES + 1))
+            .err()
+            .expect("N + 1 refused");
+        assert!(e.to_string().contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn credential_files_need_a_certificate_then_a_key() {
+        let cert = pem_encode("CERTIFICATE", &[0x30, 0x00]);
+        let key = pem_encode(PLAIN_KEY_LABEL, &[0x30, 0x00]);
+        for bad in [
+            String::new(),
+            cert.clone(),
+            format!("{key}{cert}"),
+            format!("{cert}{key}{key}"),
+            cert.replace("-----END CERTIFICATE-----", ""),
+        ] {
+            assert!(split_credential(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(split_credential(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn officer_names_are_bounded_addresses() {
+        let max = confianza_pki::limits::MAX_ADDRESS_LEN;
+        let domain = format!(
+            "{}.{}.{}.org",
+            "b".repeat(60),
+            "c".repeat(60),
+            "d".repeat(63)
+        );
+        let at_limit = format!("{}@{domain}", "a".repeat(max - 1 - domain.len()));
+        assert_eq!(at_limit.len(), max);
+        assert!(officer_name(&at_limit).is_ok(), "at N");
+        assert!(officer_name(&format!("a{at_limit}")).is_err(), "N + 1");
+        assert!(officer_name("carol").is_err());
+        assert!(officer_name("carol@").is_err());
+    }
 }

@@ -100,6 +100,10 @@ pub enum CaCommand {
         #[arg(long)]
         der: bool,
     },
+    /// Renew the service certificates (OCSP signer, the console's RA officer credential,
+    /// the server's Noise certificate) from the current intermediate; restart the service
+    /// to use them
+    RenewServiceCerts,
     /// Write the CA chain: intermediate then root, PEM
     Chain {
         /// Where to write it
@@ -311,6 +315,19 @@ pub async fn run(ctx: &Context, command: CaCommand) -> Result<(), OpsError> {
             };
             write_output(&out, &bytes)?;
             println!("root CRL number {}", crl.number);
+        }
+        CaCommand::RenewServiceCerts => {
+            let passphrase = ctx.passphrase()?;
+            let renewed = init::renew_service_certificates(
+                &authority,
+                passphrase.as_ref().map(|p| p.as_slice()),
+                SealParams::RECOMMENDED,
+                now,
+            )
+            .await?;
+            for (what, old, new) in renewed {
+                println!("{what:<13} {new} (renews {old})");
+            }
         }
         CaCommand::Chain { out } => {
             let pem: String = authority

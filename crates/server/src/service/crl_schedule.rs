@@ -35,3 +35,64 @@ pub async fn refresh_once(authority: &Authority, now: SystemTime) {
         Err(error) => tracing::error!(%error, "republishing the CRL failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::CRL_REFRESH_MARGIN;
+    use crate::authority::init::{DEFAULT_HTTP_URL, InitOptions, init};
+    use crate::store::ca::CaStore;
+    use confianza_pki::seal::SealParams;
+    use confianza_pki::signer::CaAlgorithm;
+
+    async fn latest_number(authority: &Authority) -> i64 {
+        authority
+            .store()
+            .latest_crl(authority.issuer_key_id())
+            .await
+            .expect("database")
+            .expect("a CRL")
+            .number
+    }
+
+    #[tokio::test]
+    async fn the_crl_is_republished_before_half_its_lifetime() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let options = InitOptions {
+            organisation: "Example Org".into(),
+            name: "chat.example.org".into(),
+            key_type: CaAlgorithm::Ed25519,
+            domains: vec!["example.org".into()],
+            open_registration: false,
+            http_url: DEFAULT_HTTP_URL.into(),
+            seal_params: SealParams::RECOMMENDED,
+        };
+        init(&dir, options, None, None).await.expect("init");
+        let authority = Authority::open(&dir, None, None).await.expect("open");
+        let first = latest_number(&authority).await;
+        let now = SystemTime::now();
+        refresh_once(&authority, now).await;
+        assert_eq!(latest_number(&authority).await, first, "still fresh: kept");
+        // Just past half of the seven-day lifetime: republished, with the next number.
+        let crl = authority.current_crl(now).await.expect("CRL");
+        let later = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(crl.next_update).expect("time"))
+            - CRL_REFRESH_MARGIN
+            + Duration::from_secs(1);
+        refresh_once(&authority, later).await;
+        assert_eq!(latest_number(&authority).await, first + 1);
+        // The schedule task stops when told to.
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            authority.clone(),
+            Duration::from_secs(3600),
+            stop.clone(),
+        ));
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task stops")
+            .expect("no panic");
+    }
+}

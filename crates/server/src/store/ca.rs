@@ -372,6 +372,13 @@ pub trait CaStore: Send + Sync + 'static {
     /// Every RA officer, by name.
     fn officers(&self) -> impl Future<Output = Result<Vec<OfficerRecord>, StoreError>> + Send;
 
+    /// Points an officer at a renewed credential (unknown name: [`StoreError::NotFound`]).
+    fn set_officer_credential(
+        &self,
+        name: &str,
+        credential_serial: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Disables an officer (unknown name: [`StoreError::NotFound`]).
     fn disable_officer(
         &self,
@@ -1143,6 +1150,25 @@ impl CaStore for SqlCaStore {
             .iter()
             .map(officer_from_row)
             .collect()
+        })
+    }
+
+    async fn set_officer_credential(
+        &self,
+        name: &str,
+        credential_serial: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => {
+            let done = sqlx::query("UPDATE ra_officers SET credential_serial = $1 WHERE name = $2")
+                .bind(credential_serial.to_ascii_lowercase())
+                .bind(name)
+                .execute(pool)
+                .await?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(format!("RA officer {name}")))
+            }
         })
     }
 
