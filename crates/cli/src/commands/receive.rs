@@ -1,17 +1,23 @@
-//! `confianza receive`: prints what arrived, then exits (or follows).
+//! `confianza receive`: prints what arrived, saves incoming attachments, then exits (or
+//! follows).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use confianza_client::account::Client;
+use confianza_client::attachments::{AttachmentError, Progress};
 use confianza_client::groups::group_conversation;
 use confianza_client::messaging::ClientEvent;
 use confianza_client::store::StoredMessage;
 
 use super::profile::{self, Globals};
+use super::send::transfer_bar;
 
 /// How the history names a group's conversation.
 pub const GROUP_CONVERSATION_PREFIX: &str = "group:";
+/// The history kind of a message that carries an attachment.
+const ATTACHMENT_KIND: &str = "attachment";
 /// Reconnection attempts while following before giving up.
 const FOLLOW_RECONNECT_ATTEMPTS: u32 = 10;
 
@@ -21,6 +27,54 @@ pub struct Args {
     /// Keep receiving (reconnecting when the link drops) until Ctrl-C.
     #[arg(long)]
     pub follow: bool,
+    /// Folder incoming attachments are saved into (default: the current directory). An
+    /// existing file is never replaced: a numbered suffix is added instead.
+    #[arg(long, value_name = "DIR")]
+    pub save_dir: Option<PathBuf>,
+}
+
+/// Downloads, verifies and saves the attachment of `message` into `dir`, with a progress bar,
+/// and prints the outcome. Returns whether it was saved; a failure is reported, not raised,
+/// so the messages after it are still received.
+async fn save_attachment(client: &Client, message: &StoredMessage, dir: &Path) -> bool {
+    let sender = &message.peer;
+    let bar = transfer_bar(0);
+    let mut first = true;
+    let result = client
+        .save_attachment(message.id, dir, |progress: Progress| {
+            if first {
+                first = false;
+                bar.set_length(progress.total);
+            }
+            bar.set_position(progress.done);
+        })
+        .await;
+    bar.finish_and_clear();
+    match result {
+        Ok(saved) => {
+            println!(
+                "saved {} ({} bytes) from {sender} [{}]",
+                saved.path.display(),
+                saved.size,
+                message.verification
+            );
+            true
+        }
+        Err(error @ (AttachmentError::MacMismatch | AttachmentError::DigestMismatch)) => {
+            eprintln!(
+                "refused the attachment {:?} from {sender}: {error}; nothing was saved",
+                message.body
+            );
+            false
+        }
+        Err(error) => {
+            eprintln!(
+                "cannot save the attachment {:?} from {sender}: {error}",
+                message.body
+            );
+            false
+        }
+    }
 }
 
 /// One line for a stored message: time, sender (and group), verification state, body.
@@ -29,7 +83,7 @@ pub fn message_line(message: &StoredMessage, groups: &GroupNames) -> String {
     let body = match message.kind.as_str() {
         "text" => message.body.clone(),
         "refused" => format!("(refused: {})", message.body),
-        "attachment" => format!("(attachment {:?})", message.body),
+        ATTACHMENT_KIND => format!("(attachment {:?})", message.body),
         other => format!("({other})"),
     };
     let place = match groups.name_of(&message.conversation) {
@@ -102,16 +156,24 @@ pub fn event_line(event: &ClientEvent, groups: &GroupNames) -> Option<String> {
 /// Runs `confianza receive`.
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
     profile::block_on(async {
+        let save_dir = match args.save_dir {
+            Some(dir) => dir,
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        if !save_dir.is_dir() {
+            anyhow::bail!("{}: not a directory", save_dir.display());
+        }
         let mut client = profile::connect(globals).await?;
         tokio::select! {
-            result = receive(&mut client, args.follow) => result,
+            result = receive(&mut client, args.follow, &save_dir) => result,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
 }
 
-async fn receive(client: &mut Client, follow: bool) -> Result<()> {
+async fn receive(client: &mut Client, follow: bool, save_dir: &Path) -> Result<()> {
     let mut count = 0usize;
+    let mut unsaved = 0usize;
     let mut groups = GroupNames::default();
     loop {
         let event = client.next_event().await.context("receiving failed")?;
@@ -120,10 +182,24 @@ async fn receive(client: &mut Client, follow: bool) -> Result<()> {
             println!("{line}");
         }
         match event {
-            ClientEvent::Message(_) => count += 1,
+            ClientEvent::Message(message) => {
+                count += 1;
+                if message.kind == ATTACHMENT_KIND
+                    && !message.outgoing
+                    && !save_attachment(client, &message, save_dir).await
+                {
+                    unsaved += 1;
+                }
+            }
             ClientEvent::Drained if !follow => {
                 if count == 0 {
                     eprintln!("no new messages");
+                }
+                if unsaved > 0 {
+                    anyhow::bail!(
+                        "{unsaved} attachment{} could not be saved",
+                        if unsaved == 1 { "" } else { "s" }
+                    );
                 }
                 return Ok(());
             }
