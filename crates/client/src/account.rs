@@ -500,6 +500,14 @@ impl Client {
         self.connection = None;
     }
 
+    /// Disconnects gracefully: the acknowledgements already queued reach the server before
+    /// the connection closes (call this before the program exits).
+    pub async fn close(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.close().await;
+        }
+    }
+
     pub(crate) fn connection(&self) -> Result<&Connection, ClientError> {
         self.connection.as_ref().ok_or(ClientError::NotConnected)
     }

@@ -80,6 +80,9 @@ pub enum Event {
     Closed(String),
 }
 
+/// How long [`Connection::close`] waits for queued frames to be written.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ResponseBody, ApiError>>>>>;
 
 /// A live connection. Dropping it closes the socket.
@@ -106,7 +109,9 @@ impl std::fmt::Debug for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
-        self.writer.abort();
+        // The writer is not aborted: once `outgoing` is dropped with the connection, it sends
+        // what is queued (acknowledgements above all) and closes the stream. A caller that
+        // exits right after should use [`Connection::close`], which waits for that.
     }
 }
 
@@ -194,6 +199,9 @@ impl Connection {
         });
         let writer_task = tokio::spawn(async move {
             while let Some(frame) = outgoing_rx.recv().await {
+                if frame.is_empty() {
+                    break; // `close`: everything queued before is written
+                }
                 if let Err(error) = writer.send(&frame).await {
                     tracing::debug!(%error, "send failed");
                     break;
@@ -273,6 +281,17 @@ impl Connection {
                 .map_err(|_| RequestError::Closed)?;
         }
         Ok(())
+    }
+
+    /// Closes the connection gracefully: every frame already queued (acknowledgements above
+    /// all) is written before the stream is shut down, waiting at most [`CLOSE_TIMEOUT`].
+    pub async fn close(mut self) {
+        // An empty frame (no encoded frame is empty) tells the writer to stop after
+        // everything queued before it.
+        if self.outgoing.send(Vec::new()).await.is_ok() {
+            let writer = std::mem::replace(&mut self.writer, tokio::spawn(async {}));
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+        }
     }
 
     /// The next delivery or notice; [`Event::Closed`] once the connection is gone (and again

@@ -164,10 +164,14 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
             anyhow::bail!("{}: not a directory", save_dir.display());
         }
         let mut client = profile::connect(globals).await?;
-        tokio::select! {
+        let result = tokio::select! {
             result = receive(&mut client, args.follow, &save_dir) => result,
             _ = tokio::signal::ctrl_c() => Ok(()),
-        }
+        };
+        // Acknowledgements still queued must reach the server before the process exits, or
+        // the messages come again and their senders get no receipt.
+        client.close().await;
+        result
     })
 }
 
