@@ -136,6 +136,10 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> AttachmentError + '_ 
 }
 
 /// Maps a refusal of a blob request to the typed errors a user can act on.
+/// How many times one upload re-reads the server's byte count after a chunk was refused at a
+/// stale offset (chunks of an earlier connection still landing) before giving up.
+pub const MAX_UPLOAD_RESYNCS: u32 = 3;
+
 fn blob_refusal(error: ClientError) -> AttachmentError {
     match error {
         ClientError::Request(RequestError::Refused(ref refusal)) => match refusal.code {
@@ -605,6 +609,7 @@ impl Client {
         file.seek(SeekFrom::Start(offset))
             .map_err(io_error(temp_path))?;
         let mut buffer = vec![0u8; chunk_len];
+        let mut resyncs = 0u32;
         while offset < total {
             let want =
                 usize::try_from(total - offset).map_or(chunk_len, |left| left.min(chunk_len));
@@ -615,14 +620,46 @@ impl Client {
                     "the encrypted attachment was truncated",
                 )));
             }
-            let response = self
+            let response = match self
                 .request(RequestBody::BlobUpload {
                     blob_id,
                     offset,
                     chunk: buffer[..n].to_vec(),
                 })
                 .await
-                .map_err(blob_refusal)?;
+            {
+                Ok(response) => response,
+                // The server holds more than this client thought: a chunk sent just before an
+                // earlier connection closed arrived after the status was read. Ask again and
+                // go on from there (the server keeps only identical bytes at an offset).
+                Err(ClientError::Request(RequestError::Refused(ref refusal)))
+                    if refusal.code == ErrorCode::BadRequest && resyncs < MAX_UPLOAD_RESYNCS =>
+                {
+                    resyncs += 1;
+                    let status = self
+                        .request(RequestBody::BlobStatus { blob_id })
+                        .await
+                        .map_err(blob_refusal)?;
+                    let ResponseBody::BlobStatus(status) = status else {
+                        return Err(RequestError::UnexpectedResponse.into());
+                    };
+                    if status.received <= offset || status.received > total {
+                        return Err(AttachmentError::Protocol(format!(
+                            "the server refused the chunk at {offset} and holds {}",
+                            status.received
+                        )));
+                    }
+                    offset = status.received;
+                    file.seek(SeekFrom::Start(offset))
+                        .map_err(io_error(temp_path))?;
+                    progress(Progress {
+                        done: offset,
+                        total,
+                    });
+                    continue;
+                }
+                Err(error) => return Err(blob_refusal(error)),
+            };
             let ResponseBody::BlobStatus(status) = response else {
                 return Err(RequestError::UnexpectedResponse.into());
             };
