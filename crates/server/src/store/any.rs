@@ -113,6 +113,13 @@ impl MessageStore for AnyMessageStore {
         delegate!(self.acknowledge(device, delivery_ids))
     }
 
+    async fn acknowledge_batch(
+        &self,
+        acks: &[(DeviceAddress, Vec<u64>)],
+    ) -> Result<Vec<Vec<Acknowledged>>, StoreError> {
+        delegate!(self.acknowledge_batch(acks))
+    }
+
     async fn queue_depth(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
         delegate!(self.queue_depth(device))
     }

@@ -231,6 +231,21 @@ pub trait MessageStore: Send + Sync + 'static {
         device: &DeviceAddress,
         delivery_ids: &[u64],
     ) -> impl Future<Output = Result<Vec<Acknowledged>, StoreError>> + Send;
+    /// [`MessageStore::acknowledge`] for several devices at once (a writer batch): one result
+    /// per item, in order. Backends override it to use one transaction for the whole batch;
+    /// the default runs the items one after the other.
+    fn acknowledge_batch(
+        &self,
+        acks: &[(DeviceAddress, Vec<u64>)],
+    ) -> impl Future<Output = Result<Vec<Vec<Acknowledged>>, StoreError>> + Send {
+        async move {
+            let mut all = Vec::with_capacity(acks.len());
+            for (device, delivery_ids) in acks {
+                all.push(self.acknowledge(device, delivery_ids).await?);
+            }
+            Ok(all)
+        }
+    }
     fn queue_depth(
         &self,
         device: &DeviceAddress,
