@@ -77,7 +77,7 @@ fn non_zero(field: &'static str, value: u64) -> Checked {
     Ok(())
 }
 
-fn certificates(field: &'static str, chain: &[Vec<u8>], min: usize) -> Checked {
+pub(crate) fn certificates(field: &'static str, chain: &[Vec<u8>], min: usize) -> Checked {
     if chain.len() < min {
         return Err(FieldError::Missing(field));
     }

@@ -89,6 +89,7 @@ pub enum EncodeError {
 /// | unknown address, device, group, blob | `NotFound` |
 /// | rate limiter refused (bundle fetches, sends) | `RateLimited` + `retry_after_ms` |
 /// | blob larger than the configured limit, group full | `TooLarge` |
+/// | a new blob would take the account past its blob quota (bytes or count) | `QuotaExceeded` |
 /// | recipient device's queue at its limit | `MailboxFull` |
 /// | enrollment challenge, blob upload or certificate past its time | `Expired` |
 /// | address already enrolled, blob already complete | `Conflict` |
@@ -119,11 +120,14 @@ pub enum ErrorCode {
     InvalidSignature,
     Revoked,
     Unsupported,
+    /// The account holds as many unexpired blobs (bytes or count) as the server allows; the
+    /// quota frees up as its blobs expire.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::Forbidden,
@@ -141,6 +145,7 @@ impl ErrorCode {
         Self::InvalidSignature,
         Self::Revoked,
         Self::Unsupported,
+        Self::QuotaExceeded,
     ];
 
     /// Whether the same request may succeed later without change.
@@ -171,6 +176,7 @@ impl ErrorCode {
             Self::InvalidSignature => W::InvalidSignature,
             Self::Revoked => W::Revoked,
             Self::Unsupported => W::Unsupported,
+            Self::QuotaExceeded => W::QuotaExceeded,
         }) as i32
     }
 
@@ -197,6 +203,7 @@ impl ErrorCode {
             Ok(W::InvalidSignature) => Self::InvalidSignature,
             Ok(W::Revoked) => Self::Revoked,
             Ok(W::Unsupported) => Self::Unsupported,
+            Ok(W::QuotaExceeded) => Self::QuotaExceeded,
         })
     }
 }
@@ -221,6 +228,7 @@ impl std::fmt::Display for ErrorCode {
             Self::InvalidSignature => "invalid signature",
             Self::Revoked => "certificate revoked",
             Self::Unsupported => "unsupported",
+            Self::QuotaExceeded => "quota exceeded",
         })
     }
 }

@@ -12,6 +12,10 @@
 //! [`Notice`] (membership changed, prekeys low, certificate expiring, mailbox drained). The
 //! schema is `proto/api.proto` (package `confianza.api.v1`); its generated types stay private.
 //!
+//! Before any frame, the server's Noise handshake message carries a [`ServerHandshakePayload`]:
+//! its Noise certificate and the CA chain, so a client authenticates the server before it sends
+//! anything.
+//!
 //! | area | requests |
 //! | --- | --- |
 //! | enrollment | `EnrollChallenge`, `Enroll` (RA code, keys, [`proof_message`] signed by the identity key) |
@@ -74,6 +78,7 @@ mod check;
 mod codec;
 mod error;
 mod frames;
+mod handshake;
 pub mod limits;
 mod proto;
 mod types;
@@ -81,6 +86,7 @@ mod types;
 pub use codec::{decode_client_frame, decode_server_frame};
 pub use error::{ApiError, DecodeError, EncodeError, ErrorCode, FieldError, MismatchedDevices};
 pub use frames::*;
+pub use handshake::ServerHandshakePayload;
 pub use types::*;
 
 #[cfg(test)]

@@ -32,6 +32,11 @@ enum Command {
     /// Shows the safety number with a contact (digits and QR code), compares a scanned code,
     /// records that you verified it.
     Verify(commands::verify::Args),
+    /// Calls ADDRESS and sends a WAV file as SRTP audio over UDP (the SRTP master secret goes
+    /// in an end-to-end encrypted message).
+    Call(commands::call::CallArgs),
+    /// Waits for a call, answers it and saves the audio received over SRTP as a WAV file.
+    Answer(commands::call::AnswerArgs),
     /// Groups: create, add, remove, leave, list.
     #[command(subcommand)]
     Group(commands::group::Command),
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
         Command::Receive(args) => commands::receive::run(globals, args),
         Command::Chat(args) => commands::chat::run(globals, args),
         Command::Verify(args) => commands::verify::run(globals, args),
+        Command::Call(args) => commands::call::run_call(globals, args),
+        Command::Answer(args) => commands::call::run_answer(globals, args),
         Command::Group(command) => commands::group::run(globals, command),
         Command::Cert(command) => commands::cert::run(globals, command),
         Command::Demo(args) => commands::demo::run(&args),

@@ -127,11 +127,18 @@ fn chat_sends_what_is_typed_and_shows_replies_live() {
         "{out}"
     );
 
-    // Bob's receipt and his reply appear live.
-    tmux.wait_for("[delivered]");
+    // Bob's receipts (the server's delivery receipt, then his encrypted read receipt, sent
+    // because `receive` printed the message) and his reply appear live.
+    tmux.wait_for("[read]");
     bob.ok(&["send", "alice@example.org", "hello from the shell"]);
     let screen = tmux.wait_for("bob@example.org: hello from the shell");
     assert!(screen.contains("[certified]"), "{screen}");
+    // On Alice's screen, so seen: Bob hears it was read.
+    let out = bob.ok(&["receive"]);
+    assert!(
+        out.contains("read by alice@example.org: 1 message"),
+        "{out}"
+    );
 
     // Up selects the group; what is typed there goes to the group.
     tmux.tmux(&["send-keys", "-t", "chat", "Up"]);

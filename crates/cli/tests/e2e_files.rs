@@ -224,3 +224,65 @@ fn an_interrupted_send_resumes_when_run_again() {
         "the resumed file arrives intact"
     );
 }
+
+#[test]
+fn a_file_sent_to_a_group_is_uploaded_once_and_saved_by_every_member() {
+    const CAROL: &str = "carol@example.org";
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    let carol = User::new(CAROL);
+    for user in [&alice, &bob, &carol] {
+        user.init(&server);
+    }
+    alice.ok(&["group", "create", "design", BOB, CAROL]);
+    let outbox = tempfile::tempdir().unwrap();
+    let bytes = content(FILE_LEN);
+    let file = outbox.path().join("mockup.png");
+    std::fs::write(&file, &bytes).unwrap();
+    let before = blob_files(&server);
+    let out = alice.ok(&[
+        "send",
+        "--group",
+        "design",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.starts_with(&format!(
+            "sent {} ({FILE_LEN} bytes, blob {} bytes) to group design",
+            file.display(),
+            blob_len(FILE_LEN)
+        )),
+        "{out}"
+    );
+    // One upload: the new chunks hold one copy of the blob.
+    let stored: usize = blob_files(&server)
+        .difference(&before)
+        .map(|path| std::fs::metadata(path).unwrap().len() as usize)
+        .sum();
+    assert_eq!(stored, blob_len(FILE_LEN));
+    for member in [&bob, &carol] {
+        let downloads = tempfile::tempdir().unwrap();
+        let out = member.ok(&["receive", "--save-dir", downloads.path().to_str().unwrap()]);
+        let marker = format!("  {ALICE} in design [certified]: ");
+        let lines: Vec<&str> = out.lines().filter(|line| line.contains(&marker)).collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        assert!(lines[0].contains("(attachment \"mockup.png\")"), "{out}");
+        assert_eq!(names(downloads.path()), ["mockup.png"]);
+        assert_eq!(
+            std::fs::read(downloads.path().join("mockup.png")).unwrap(),
+            bytes
+        );
+    }
+    // ADDRESS and --group together are refused.
+    let error = alice.fails(&[
+        "send",
+        BOB,
+        "--group",
+        "design",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(error.contains("--group NAME --file PATH"), "{error}");
+}

@@ -179,7 +179,10 @@ fn revoked_contacts_are_refused_and_own_certificates_shown_renewed_revoked() {
     let ca = alice.ok(&["cert", "show", "--ca"]);
     assert!(ca.contains("Example Org"), "{ca}");
     let error = alice.fails(&["cert", "show", "zed@example.org"]);
-    assert!(error.contains("not this profile's address"), "{error}");
+    assert!(
+        error.contains("is not a contact of this profile"),
+        "{error}"
+    );
 
     let out = alice.ok(&["cert", "renew"]);
     assert!(
@@ -430,4 +433,41 @@ fn every_command_has_help() {
     // A usage error exits with clap's status 2.
     let out = user.run(&["send"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn read_receipts_are_sent_by_default_and_can_be_turned_off() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    alice.init(&server);
+    bob.init(&server);
+
+    alice.ok(&["send", BOB, "did you read this?"]);
+    let out = bob.ok(&["receive"]);
+    assert_eq!(messages_from(&out, ALICE).len(), 1, "{out}");
+    // Bob's `receive` printed it, so Alice hears it was read (an encrypted receipt, after
+    // the server's own delivery receipt).
+    let out = alice.ok(&["receive"]);
+    assert!(
+        out.contains(&format!("delivered to {BOB}: 1 message")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("read by {BOB}: 1 message")), "{out}");
+    // The receipt itself is no message of the conversation.
+    assert!(messages_from(&out, BOB).is_empty(), "{out}");
+
+    alice.ok(&["send", BOB, "and this one?"]);
+    let out = bob.ok(&["receive", "--no-read-receipts"]);
+    assert_eq!(messages_from(&out, ALICE).len(), 1, "{out}");
+    bob.ok(&["send", ALICE, "answered without a receipt"]);
+    let out = alice.ok(&["receive"]);
+    assert_eq!(messages_from(&out, BOB).len(), 1, "{out}");
+    assert!(!out.contains("read by"), "{out}");
+    // Alice read Bob's answer: Bob hears it.
+    let out = bob.ok(&["receive"]);
+    assert!(
+        out.contains(&format!("read by {ALICE}: 1 message")),
+        "{out}"
+    );
 }

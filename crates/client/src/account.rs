@@ -18,7 +18,7 @@ use crate::connection::{Connection, ConnectionError, RequestError, task_rng};
 use crate::limits::{KYBER_PREKEY_BATCH, ONE_TIME_PREKEY_BATCH, PREKEY_LOW_WATERMARK};
 use crate::sealing::Passphrase;
 use crate::store::{AccountRecord, DATABASE_FILE, KEY_FILE, Protection, Store, StoreError};
-use crate::trust::{PinnedCa, RevocationInfo, TrustError, certificate_dns_names};
+use crate::trust::{FirstContact, PinnedCa, RevocationInfo, TrustError, TrustedServer};
 
 /// The first wait before reconnecting.
 pub const RECONNECT_INITIAL_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -42,6 +42,10 @@ pub enum ClientError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Trust(#[from] TrustError),
+    /// The server failed its check in the Noise handshake (its certificate, its CA chain, the
+    /// root's fingerprint), so nothing was sent to it: no request, no enrollment code.
+    #[error("server refused before anything was sent to it: {0}")]
+    ServerRefused(TrustError),
     /// The profile has no enrolled account.
     #[error("this profile is not enrolled: run init first")]
     NotEnrolled,
@@ -51,9 +55,6 @@ pub enum ClientError {
     /// The server address is not `HOST:PORT`.
     #[error("invalid server address {0:?}: expected HOST:PORT")]
     BadServerAddress(String),
-    /// The server's certificate does not say which name it is for, and none was given.
-    #[error("cannot tell the server's name: pass it explicitly")]
-    UnknownServerName,
     /// The server issued a certificate that does not certify this device's identity key.
     #[error("the server returned a certificate for another key")]
     WrongCertificate,
@@ -244,9 +245,11 @@ fn remove_created(dir: &Path) {
 
 impl Client {
     /// Creates a profile and enrolls it: keys are generated and stored sealed, the device
-    /// connects (Noise XX) and enrolls with the code, the CA chain is pinned (checked against
-    /// `expected_ca_fingerprint` when given) and the server's certificate is checked against
-    /// it. On failure, the files created here are removed.
+    /// connects (Noise XX) and authenticates the server in the handshake with the CA chain it
+    /// presents ([`FirstContact`]: the root checked against `expected_ca_fingerprint` when
+    /// given, else trusted on first use), then enrolls with the code and pins that root. A
+    /// server refused in the handshake never sees the code. On failure, the files created here
+    /// are removed.
     pub async fn init(options: InitOptions) -> Result<(Self, Enrollment), ClientError> {
         let host = split_host(&options.server)?.to_owned();
         if options.address.len() > api::limits::MAX_ADDRESS_LEN || !options.address.contains('@') {
@@ -289,11 +292,28 @@ impl Client {
         .await?;
         minted.save(&store).await?;
 
-        // First contact: nothing is pinned yet. The certificate is checked below, against the
-        // chain the enrollment returns (and the fingerprint the user gave, if any).
-        let accept_for_now = |_key: &confianza_noise::PublicKey, _cert: &[u8]| Ok(());
-        let connection =
-            Connection::connect(&options.server, &device_key, None, &accept_for_now).await?;
+        // First contact: nothing is pinned yet. The server is checked in the handshake with the
+        // chain it presents, before anything (the code above all) is sent.
+        let named = options.server_name.clone().or_else(|| {
+            (host.parse::<std::net::IpAddr>().is_err() && is_valid_dns_name(host))
+                .then(|| host.to_owned())
+        });
+        let first_contact = FirstContact::new(named, options.expected_ca_fingerprint.clone());
+        let connected =
+            Connection::connect(&options.server, &device_key, None, &first_contact).await;
+        let (connection, TrustedServer { ca, server_name }) =
+            match (connected, first_contact.outcome()) {
+                (Ok(connection), Some(Ok(trusted))) => (connection, trusted),
+                // The server was refused: say why in the trust layer's words.
+                (Err(_), Some(Err(refusal))) => return Err(ClientError::ServerRefused(refusal)),
+                (Err(error), _) => return Err(error.into()),
+                (Ok(_), _) => {
+                    return Err(ClientError::Protocol(
+                        "the handshake completed without presenting the server's certificate"
+                            .into(),
+                    ));
+                }
+            };
         let challenge = match connection.request(RequestBody::EnrollChallenge).await? {
             ResponseBody::EnrollChallenge { challenge, .. } => challenge,
             _ => return Err(RequestError::UnexpectedResponse.into()),
@@ -328,26 +348,17 @@ impl Client {
             } => (device_id, identity_certificate, ca_chain),
             _ => return Err(RequestError::UnexpectedResponse.into()),
         };
-        let ca =
-            PinnedCa::from_enrollment_chain(&ca_chain, options.expected_ca_fingerprint.as_deref())?;
-        let server_certificate = connection.server_certificate().to_vec();
-        let server_name = match &options.server_name {
-            Some(name) => name.clone(),
-            None if host.parse::<std::net::IpAddr>().is_err() && is_valid_dns_name(host) => {
-                host.to_owned()
-            }
-            None => certificate_dns_names(&server_certificate)?
-                .into_iter()
-                .next()
-                .ok_or(ClientError::UnknownServerName)?,
-        };
+        // The root stays the one checked in the handshake; the enrollment's chain brings the
+        // CA certificates that issued the identity certificate.
+        let (enrollment_root, intermediates) =
+            ca_chain.split_last().ok_or(TrustError::NoCaChain)?;
+        if enrollment_root.as_slice() != ca.root_der() {
+            return Err(ClientError::Protocol(
+                "the enrollment's CA chain ends at another root than the handshake's".into(),
+            ));
+        }
+        let ca = PinnedCa::from_der(ca.root_der(), intermediates)?;
         let server_key = connection.server_key();
-        ca.verify_server(
-            &server_key,
-            &server_certificate,
-            &server_name,
-            SystemTime::now(),
-        )?;
         let (certified, _) = ca.verify_identity_certificate(
             &certificate,
             &options.address,
@@ -438,22 +449,39 @@ impl Client {
     }
 
     /// Connects (IK with the cached server key) and checks the server's certificate against
-    /// the pinned root; then tops up the prekey stock if it runs low.
+    /// the pinned root; then tops up the prekey stock if it runs low. A server refused by that
+    /// check is a [`ClientError::ServerRefused`] (not worth retrying), not a connection
+    /// failure.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
         self.connection = None;
         let ca = &self.ca;
         let name = self.account.server_name.clone();
-        let verifier = move |key: &confianza_noise::PublicKey, certificate: &[u8]| {
-            ca.verify_server(key.as_bytes(), certificate, &name, SystemTime::now())
-                .map_err(|error| ServerKeyRejected::new(error.to_string()))
+        let refusal = std::sync::Mutex::new(None);
+        let verifier = |key: &confianza_noise::PublicKey, payload: &[u8]| {
+            ca.verify_server_payload(key.as_bytes(), payload, &name, SystemTime::now())
+                .map_err(|error| {
+                    let rejected = ServerKeyRejected::new(error.to_string());
+                    *refusal
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                    rejected
+                })
         };
-        let connection = Connection::connect(
+        let connected = Connection::connect(
             &self.account.server,
             &self.device_key,
             self.account.server_key,
             &verifier,
         )
-        .await?;
+        .await;
+        let refusal = refusal
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let connection = match (connected, refusal) {
+            (Ok(connection), _) => connection,
+            (Err(_), Some(refusal)) => return Err(ClientError::ServerRefused(refusal)),
+            (Err(error), None) => return Err(error.into()),
+        };
         let server_key = connection.server_key();
         if self.account.server_key != Some(server_key) {
             self.store.set_server_key(&server_key).await?;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use confianza_api::limits::MAX_BLOB_CHUNK_LEN;
-use confianza_api::{BlobId, ErrorCode, RequestBody, ResponseBody};
+use confianza_api::{BlobId, ErrorCode, GroupId, RequestBody, ResponseBody};
 use confianza_protocol::attachment::{
     ATTACHMENT_KEYS_LEN, AttachmentEncryptor, AttachmentKeys, AttachmentVerifier, DIGEST_LEN,
     DecryptError, MAX_ATTACHMENT_BLOB_LEN, MAX_ATTACHMENT_PLAINTEXT_LEN, VerifyError, blob_len,
@@ -35,6 +35,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::account::{Client, ClientError};
 use crate::connection::{RequestError, task_rng};
 use crate::content::{AttachmentPointer, Body};
+use crate::groups::GroupSendReport;
 use crate::messaging::SendReport;
 use crate::store::StoreError;
 
@@ -365,6 +366,15 @@ fn fingerprint_of(path: &Path) -> Result<(u64, u64), AttachmentError> {
     Ok((metadata.len(), modified))
 }
 
+/// A file uploaded and not yet sent.
+struct Uploaded {
+    pointer: AttachmentPointer,
+    /// The canonical source path, the key of the recorded upload.
+    source: String,
+    /// The encrypted temporary copy.
+    temp_path: PathBuf,
+}
+
 impl Client {
     fn attachment_temp_dir(&self) -> Result<PathBuf, AttachmentError> {
         let dir = self.store.dir().join(TEMP_DIR);
@@ -384,8 +394,59 @@ impl Client {
         &self,
         address: &str,
         path: &Path,
-        mut progress: impl FnMut(Progress),
+        progress: impl FnMut(Progress),
     ) -> Result<SendReport, AttachmentError> {
+        let uploaded = self.upload_attachment(path, progress).await?;
+        let body = Body::Attachment(uploaded.pointer.clone());
+        let report = self
+            .send_body(
+                address,
+                body,
+                Some(("attachment", &uploaded.pointer.file_name)),
+            )
+            .await?;
+        self.finish_upload(uploaded).await?;
+        Ok(report)
+    }
+
+    /// Sends the file at `path` to a group: one upload, and its pointer sent with the group's
+    /// sender key (one ciphertext the server fans out), so every member downloads the same
+    /// blob. Resumes an interrupted upload like [`Client::send_attachment`].
+    pub async fn send_group_attachment(
+        &self,
+        group_id: GroupId,
+        path: &Path,
+        progress: impl FnMut(Progress),
+    ) -> Result<GroupSendReport, AttachmentError> {
+        let mut uploaded = self.upload_attachment(path, progress).await?;
+        uploaded.pointer.group_id = group_id.0.to_vec();
+        let file_name = uploaded.pointer.file_name.clone();
+        let report = self
+            .send_group_body(
+                group_id,
+                Body::Attachment(uploaded.pointer.clone()),
+                ("attachment", &file_name),
+            )
+            .await?;
+        self.finish_upload(uploaded).await?;
+        Ok(report)
+    }
+
+    /// Forgets a finished upload: its recorded state and its encrypted temporary copy.
+    async fn finish_upload(&self, uploaded: Uploaded) -> Result<(), AttachmentError> {
+        self.store.delete_upload(&uploaded.source).await?;
+        remove_quietly(&uploaded.temp_path);
+        wipe_pointer(uploaded.pointer);
+        Ok(())
+    }
+
+    /// Encrypts the file at `path` (or resumes its recorded upload) and uploads it; returns
+    /// the pointer to send. The upload stays recorded until [`Client::finish_upload`].
+    async fn upload_attachment(
+        &self,
+        path: &Path,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Uploaded, AttachmentError> {
         let source_path = std::fs::canonicalize(path).map_err(io_error(path))?;
         let source = source_path.to_string_lossy().into_owned();
         let (source_size, source_modified_ns) = fingerprint_of(&source_path)?;
@@ -441,18 +502,15 @@ impl Client {
             digest: state.digest.clone(),
             size: state.blob_size,
             plaintext_size: state.plaintext_size,
-            file_name: file_name.clone(),
+            file_name,
             content_type: guess_content_type(&source_path).to_owned(),
             group_id: Vec::new(),
         };
-        let body = Body::Attachment(pointer);
-        let report = self
-            .send_body(address, body, Some(("attachment", &file_name)))
-            .await;
-        let report = report?;
-        self.store.delete_upload(&source).await?;
-        remove_quietly(&temp_path);
-        Ok(report)
+        Ok(Uploaded {
+            pointer,
+            source,
+            temp_path,
+        })
     }
 
     /// The recorded upload of `source`, if any and its temporary file still exists.

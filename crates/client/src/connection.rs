@@ -93,7 +93,7 @@ pub struct Connection {
     in_flight: Semaphore,
     events: Mutex<mpsc::Receiver<Event>>,
     server_key: PublicKey,
-    server_certificate: Vec<u8>,
+    handshake_payload: Vec<u8>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -125,7 +125,9 @@ pub(crate) fn task_rng() -> StdRng {
 impl Connection {
     /// Connects to `address` (`HOST:PORT`) with the device's Noise key: IK with
     /// `cached_server_key`, XX otherwise (XXfallback when the cached key is stale). `verifier`
-    /// decides whether the server's certificate is acceptable.
+    /// decides, from the server's static key and handshake payload (a
+    /// [`api::ServerHandshakePayload`]: certificate and CA chain), whether the server is
+    /// acceptable; nothing is sent to a server it refuses.
     pub async fn connect(
         address: &str,
         device_key: &StaticKeyPair,
@@ -216,7 +218,7 @@ impl Connection {
             in_flight: Semaphore::new(MAX_REQUESTS_IN_FLIGHT),
             events: Mutex::new(events_rx),
             server_key: *server.static_key(),
-            server_certificate: server.certificate().to_vec(),
+            handshake_payload: server.certificate().to_vec(),
             reader: reader_task,
             writer: writer_task,
         })
@@ -227,9 +229,10 @@ impl Connection {
         *self.server_key.as_bytes()
     }
 
-    /// The certificate the server sent in the handshake.
-    pub fn server_certificate(&self) -> &[u8] {
-        &self.server_certificate
+    /// What the server presented in the handshake (an encoded
+    /// [`api::ServerHandshakePayload`]), as the verifier accepted it.
+    pub fn handshake_payload(&self) -> &[u8] {
+        &self.handshake_payload
     }
 
     /// Sends a request and waits for its answer.

@@ -7,5 +7,6 @@ mod generated {
 
 pub use generated::content::Body;
 pub use generated::{
-    AttachmentPointer, CallOffer, Content, GroupChange, SenderKeyDistribution, Text,
+    AttachmentPointer, CallAnswer, CallOffer, Content, GroupChange, Receipt, ReceiptType,
+    SenderKeyDistribution, Text,
 };

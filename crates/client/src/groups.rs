@@ -175,14 +175,28 @@ impl Client {
                 text.len()
             )));
         }
+        let body = Body::Text(Text {
+            body: text.to_owned(),
+            group_id: group_id.0.to_vec(),
+        });
+        self.send_group_body(group_id, body, ("text", text)).await
+    }
+
+    /// Encrypts `body` with this device's sender key for the group (distributing a fresh
+    /// key first when the membership changed) and sends one ciphertext for the server to fan
+    /// out; `history` (kind, text) is what the conversation shows.
+    pub(crate) async fn send_group_body(
+        &self,
+        group_id: GroupId,
+        body: Body,
+        history: (&str, &str),
+    ) -> Result<GroupSendReport, ClientError> {
+        let (kind, text) = history;
         let sent_at_ms = now_ms();
         let content = Content {
             sent_at_ms,
             sender_certificate: Vec::new(),
-            body: Some(Body::Text(Text {
-                body: text.to_owned(),
-                group_id: group_id.0.to_vec(),
-            })),
+            body: Some(body),
         };
         let plaintext = content.encode_to_vec();
         let mut client_message_id = [0u8; 16];
@@ -244,7 +258,7 @@ impl Client {
                             peer: &conversation,
                             peer_device_id: 0,
                             client_message_id: &client_message_id,
-                            kind: "text",
+                            kind,
                             body: text,
                             sent_at_ms,
                             server_at_ms: Some(server_timestamp_ms),

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use confianza_api::{
-    self as api, CiphertextType, DeliveryItem, DeviceSelector, ErrorCode, OutgoingEnvelope,
-    RequestBody, ResponseBody,
+    self as api, CiphertextType, Delivery, DeliveryItem, DeviceSelector, ErrorCode,
+    OutgoingEnvelope, RequestBody, ResponseBody,
 };
 use confianza_protocol::fingerprint::{Fingerprint, Iterations, Party, ScannableVersion};
 use confianza_protocol::keys::IdentityKey;
@@ -19,8 +19,9 @@ use confianza_protocol::state::SessionRecord;
 use prost::Message as _;
 
 use crate::account::{Client, ClientError, now_ms};
+use crate::call::CallInvitation;
 use crate::connection::{Event, RequestError, task_rng};
-use crate::content::{Body, Content, Text};
+use crate::content::{Body, Content, Receipt, ReceiptType, Text};
 use crate::limits::MAX_TEXT_LEN;
 use crate::store::{HeldEnvelope, NewMessage, StoredMessage};
 use crate::trust::{CertifiedBundle, TrustError};
@@ -80,7 +81,74 @@ pub enum ClientEvent {
     Drained,
     /// The connection is gone: call `connect` again.
     Disconnected(String),
+    /// A call offer arrived (and was stored in the history as `call-offer`): answer it with
+    /// [`Client::send_call_answer`] and [`CallInvitation::answer`].
+    CallOffer {
+        sender: String,
+        sender_device_id: u32,
+        /// The sender's clock.
+        sent_at_ms: u64,
+        /// The server's clock when it accepted the offer (to tell a stale offer).
+        server_at_ms: u64,
+        invitation: CallInvitation,
+    },
+    /// The answerer of a call replied (accepted or declined).
+    CallAnswered {
+        sender: String,
+        call_id: u64,
+        /// Where the answerer says it receives media (informational).
+        media_address: String,
+        accepted: bool,
+    },
+    /// `reader` says it has seen `count` of the messages it received from this user.
+    Read { reader: String, count: usize },
 }
+
+/// A delivery taken from the connection and not yet processed (see
+/// [`Client::take_deliveries`]): nothing is stored or acknowledged until
+/// [`Client::process_delivery`].
+#[derive(Debug, Clone)]
+pub struct PendingDelivery(Delivery);
+
+impl PendingDelivery {
+    /// The sender of an envelope (`None` for a delivery receipt).
+    pub fn sender(&self) -> Option<&str> {
+        match &self.0.item {
+            DeliveryItem::Envelope(envelope) => Some(&envelope.sender),
+            DeliveryItem::Receipt(_) => None,
+        }
+    }
+
+    /// The size of the ciphertext, in bytes (0 for a delivery receipt).
+    pub fn ciphertext_len(&self) -> usize {
+        match &self.0.item {
+            DeliveryItem::Envelope(envelope) => envelope.body.len(),
+            DeliveryItem::Receipt(_) => 0,
+        }
+    }
+}
+
+/// What [`Client::mark_seen`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenReport {
+    /// History rows newly marked seen.
+    pub marked: usize,
+    /// Contacts a read receipt was sent to.
+    pub receipts_sent_to: Vec<String>,
+    /// Contacts a receipt could not be sent to, with why; their messages stay unseen, so the
+    /// next call tries again.
+    pub failed: Vec<(String, String)>,
+}
+
+/// History kinds that are control messages, kept for deduplication but not shown.
+pub const CONTROL_KINDS: [&str; 3] = ["sender-key", "receipt", "call-answer"];
+
+/// Incoming kinds a read receipt is sent for.
+const RECEIPT_KINDS: [&str; 3] = ["text", "attachment", "call-offer"];
+
+/// Message ids in one read receipt (16 bytes each: a receipt stays far below the envelope
+/// limit).
+pub const MAX_RECEIPT_IDS: usize = 1000;
 
 fn ciphertext_type(message: &CiphertextMessage) -> CiphertextType {
     match message {
@@ -126,7 +194,7 @@ impl Client {
             }
             _ => {
                 self.store
-                    .save_contact(address, &key, true, now_ms())
+                    .save_certified_contact(address, &key, certified.certificate(), now_ms())
                     .await?;
                 Ok(certified)
             }
@@ -345,39 +413,83 @@ impl Client {
                         return Ok(ClientEvent::Drained);
                     }
                 }
-                Event::Delivery(delivery) => {
-                    let outcome = match delivery.item {
-                        DeliveryItem::Receipt(receipt) => {
-                            let ids: Vec<Vec<u8>> = receipt
-                                .client_message_ids
-                                .iter()
-                                .map(|id| id.to_vec())
-                                .collect();
-                            self.store.mark_delivered(&receipt.recipient, &ids).await?;
-                            ClientEvent::Delivered {
-                                recipient: receipt.recipient,
-                                count: ids.len(),
-                            }
-                        }
-                        DeliveryItem::Envelope(envelope) => {
-                            self.handle_envelope(HeldEnvelope {
-                                id: 0,
-                                sender: envelope.sender,
-                                sender_device_id: envelope.sender_device_id,
-                                ciphertext_type: envelope.ciphertext_type.to_wire(),
-                                body: envelope.body,
-                                client_message_id: envelope.client_message_id.to_vec(),
-                                server_at_ms: envelope.server_timestamp_ms,
-                            })
-                            .await?
-                        }
-                    };
-                    // Everything above is committed: now the server may delete it.
-                    self.connection()?.ack(&[delivery.id]).await?;
-                    return Ok(outcome);
-                }
+                Event::Delivery(delivery) => return self.process(delivery).await,
             }
         }
+    }
+
+    /// Takes up to `count` deliveries from the connection without processing them, stopping
+    /// early when the backlog queued at connection is drained or the connection closes. Each
+    /// must then go through [`Client::process_delivery`], in any order: the Double Ratchet
+    /// reads messages out of order (skipped message keys), and nothing is acknowledged before
+    /// it is processed, so a delivery dropped here comes again on the next connection.
+    pub async fn take_deliveries(
+        &mut self,
+        count: usize,
+    ) -> Result<Vec<PendingDelivery>, ClientError> {
+        let mut taken = Vec::with_capacity(count);
+        while taken.len() < count {
+            match self.connection()?.next_event().await {
+                Event::Closed(reason) => {
+                    self.disconnect();
+                    if taken.is_empty() {
+                        return Err(ClientError::Protocol(format!(
+                            "the connection closed: {reason}"
+                        )));
+                    }
+                    break;
+                }
+                Event::Notice(notice) => {
+                    if self.handle_notice(&notice).await? && !taken.is_empty() {
+                        break;
+                    }
+                }
+                Event::Delivery(delivery) => taken.push(PendingDelivery(delivery)),
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Processes a delivery taken by [`Client::take_deliveries`] exactly as
+    /// [`Client::next_event`] would: decrypted and stored, then acknowledged. Processing the
+    /// same delivery twice stores it once (the second is [`ClientEvent::Duplicate`]).
+    pub async fn process_delivery(
+        &mut self,
+        delivery: PendingDelivery,
+    ) -> Result<ClientEvent, ClientError> {
+        self.process(delivery.0).await
+    }
+
+    async fn process(&mut self, delivery: Delivery) -> Result<ClientEvent, ClientError> {
+        let outcome = match delivery.item {
+            DeliveryItem::Receipt(receipt) => {
+                let ids: Vec<Vec<u8>> = receipt
+                    .client_message_ids
+                    .iter()
+                    .map(|id| id.to_vec())
+                    .collect();
+                self.store.mark_delivered(&receipt.recipient, &ids).await?;
+                ClientEvent::Delivered {
+                    recipient: receipt.recipient,
+                    count: ids.len(),
+                }
+            }
+            DeliveryItem::Envelope(envelope) => {
+                self.handle_envelope(HeldEnvelope {
+                    id: 0,
+                    sender: envelope.sender,
+                    sender_device_id: envelope.sender_device_id,
+                    ciphertext_type: envelope.ciphertext_type.to_wire(),
+                    body: envelope.body,
+                    client_message_id: envelope.client_message_id.to_vec(),
+                    server_at_ms: envelope.server_timestamp_ms,
+                })
+                .await?
+            }
+        };
+        // Everything above is committed: now the server may delete it.
+        self.connection()?.ack(&[delivery.id]).await?;
+        Ok(outcome)
     }
 
     /// Receives until the backlog is drained; returns what arrived.
@@ -515,9 +627,44 @@ impl Client {
             },
             None => self.verification_of(sender).await?,
         };
+        let mut invitation = None;
         let (kind, body) = match &content.body {
             Some(Body::Text(text)) => ("text", text.body.clone()),
-            Some(Body::CallOffer(_)) => ("call-offer", String::new()),
+            Some(Body::CallOffer(offer)) => match CallInvitation::from_content(offer) {
+                Ok(parsed) => {
+                    let body = format!("call {:016x}", parsed.call_id());
+                    invitation = Some(parsed);
+                    ("call-offer", body)
+                }
+                Err(error) => {
+                    return self
+                        .record_refusal(&envelope, &format!("invalid call offer: {error}"))
+                        .await;
+                }
+            },
+            Some(Body::CallAnswer(answer)) => (
+                "call-answer",
+                format!(
+                    "call {:016x} {}",
+                    answer.call_id,
+                    if answer.accepted {
+                        "accepted"
+                    } else {
+                        "declined"
+                    }
+                ),
+            ),
+            Some(Body::Receipt(receipt)) => {
+                if receipt.message_ids.len() > MAX_RECEIPT_IDS
+                    || receipt
+                        .message_ids
+                        .iter()
+                        .any(|id| id.len() != std::mem::size_of::<api::ClientMessageId>())
+                {
+                    return self.record_refusal(&envelope, "malformed receipt").await;
+                }
+                ("receipt", String::new())
+            }
             Some(Body::Attachment(pointer)) => ("attachment", pointer.file_name.clone()),
             Some(Body::SenderKeyDistribution(_)) => ("sender-key", String::new()),
             Some(Body::GroupChange(change)) => ("group-change", change.name.clone()),
@@ -584,6 +731,40 @@ impl Client {
         if !stored {
             return Ok(ClientEvent::Duplicate);
         }
+        match (&content.body, invitation) {
+            (Some(Body::CallOffer(_)), Some(invitation)) => {
+                return Ok(ClientEvent::CallOffer {
+                    sender: sender.to_owned(),
+                    sender_device_id: device,
+                    sent_at_ms: content.sent_at_ms,
+                    server_at_ms: envelope.server_at_ms,
+                    invitation,
+                });
+            }
+            (Some(Body::CallAnswer(answer)), _) => {
+                return Ok(ClientEvent::CallAnswered {
+                    sender: sender.to_owned(),
+                    call_id: answer.call_id,
+                    media_address: answer.media_address.clone(),
+                    accepted: answer.accepted,
+                });
+            }
+            (Some(Body::Receipt(receipt)), _) => {
+                // Unknown receipt types are stored (deduplicated) and otherwise ignored.
+                let count = if receipt.r#type == ReceiptType::Read as i32 {
+                    self.store
+                        .mark_read(sender, &receipt.message_ids, now_ms())
+                        .await?
+                } else {
+                    0
+                };
+                return Ok(ClientEvent::Read {
+                    reader: sender.to_owned(),
+                    count: usize::try_from(count).unwrap_or(usize::MAX),
+                });
+            }
+            _ => {}
+        }
         if matches!(content.body, Some(Body::SenderKeyDistribution(_))) {
             // Group messages that arrived before this key can be read now.
             let held = self
@@ -636,9 +817,25 @@ impl Client {
         let Ok(content) = Content::decode(plaintext.as_slice()) else {
             return self.record_refusal(&envelope, "undecodable content").await;
         };
-        let text = match &content.body {
-            Some(Body::Text(text)) => text.body.clone(),
-            _ => String::new(),
+        let (kind, text) = match &content.body {
+            Some(Body::Text(text)) if text.group_id.as_slice() == group_id.as_slice() => {
+                ("text", text.body.clone())
+            }
+            Some(Body::Attachment(pointer))
+                if pointer.group_id.as_slice() == group_id.as_slice() =>
+            {
+                ("attachment", pointer.file_name.clone())
+            }
+            Some(Body::Text(_) | Body::Attachment(_)) => {
+                return self
+                    .record_refusal(&envelope, "group message naming another group")
+                    .await;
+            }
+            _ => {
+                return self
+                    .record_refusal(&envelope, "unexpected content in a group message")
+                    .await;
+            }
         };
         let conversation = crate::groups::group_conversation(&api::GroupId(group_id));
         let verification = self.verification_of(sender).await?;
@@ -648,18 +845,32 @@ impl Client {
             peer: sender,
             peer_device_id: device,
             client_message_id: &envelope.client_message_id,
-            kind: "text",
+            kind,
             body: &text,
             sent_at_ms: content.sent_at_ms,
             server_at_ms: Some(envelope.server_at_ms),
             stored_at_ms: now_ms(),
             verification: verification.as_str(),
         };
-        if !self
-            .store
-            .commit_group_incoming((sender, device, &group_id, &record), &message)
-            .await?
-        {
+        let sender_key = (sender, device, group_id.as_slice(), &record);
+        let stored = match &content.body {
+            // Sealed with the history row, as for a one-to-one attachment.
+            Some(Body::Attachment(pointer)) => {
+                self.store
+                    .commit_group_incoming_attachment(
+                        sender_key,
+                        &message,
+                        &pointer.encode_to_vec(),
+                    )
+                    .await?
+            }
+            _ => {
+                self.store
+                    .commit_group_incoming(sender_key, &message)
+                    .await?
+            }
+        };
+        if !stored {
             return Ok(ClientEvent::Duplicate);
         }
         let history = self.store.history(&conversation, 1).await?;
@@ -701,10 +912,15 @@ impl Client {
             }
             true
         };
-        self.store
-            .save_contact(sender, &key, certified, now_ms())
-            .await
-            .map_err(|error| error.to_string())?;
+        let saved = if certified {
+            let certificate = &content.sender_certificate;
+            self.store
+                .save_certified_contact(sender, &key, certificate, now_ms())
+                .await
+        } else {
+            self.store.save_contact(sender, &key, false, now_ms()).await
+        };
+        saved.map_err(|error| error.to_string())?;
         self.verification_of(sender)
             .await
             .map_err(|error| error.to_string())
@@ -807,12 +1023,64 @@ impl Client {
         }
     }
 
-    /// The conversation with `address`, oldest first.
+    /// The last `limit` messages of the conversation with `address` (or a group's
+    /// `group:HEX`), oldest first, without control messages ([`CONTROL_KINDS`]).
     pub async fn history(
         &self,
         address: &str,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, ClientError> {
-        Ok(self.store.history(address, limit).await?)
+        Ok(self
+            .store
+            .visible_history(address, limit, &CONTROL_KINDS)
+            .await?)
+    }
+
+    /// Records that the user has seen `messages` (as shown by `receive` or `chat`). With
+    /// `send_receipts`, each sender of an incoming text, attachment or call offer not seen
+    /// before gets one end-to-end encrypted read receipt naming them (as Signal does: the
+    /// server cannot tell it from a message); a message whose receipt could not be sent stays
+    /// unseen, so a later call tries again. Outgoing and control messages are skipped.
+    pub async fn mark_seen(
+        &self,
+        messages: &[StoredMessage],
+        send_receipts: bool,
+    ) -> Result<SeenReport, ClientError> {
+        let mut by_sender: Vec<(String, Vec<&StoredMessage>)> = Vec::new();
+        for message in messages.iter().filter(|message| {
+            !message.outgoing && !message.read && RECEIPT_KINDS.contains(&message.kind.as_str())
+        }) {
+            match by_sender.iter_mut().find(|(peer, _)| *peer == message.peer) {
+                Some((_, list)) => list.push(message),
+                None => by_sender.push((message.peer.clone(), vec![message])),
+            }
+        }
+        let mut report = SeenReport::default();
+        for (sender, list) in by_sender {
+            if send_receipts {
+                let mut sent = true;
+                for chunk in list.chunks(MAX_RECEIPT_IDS) {
+                    let receipt = Body::Receipt(Receipt {
+                        r#type: ReceiptType::Read as i32,
+                        message_ids: chunk
+                            .iter()
+                            .map(|message| message.client_message_id.clone())
+                            .collect(),
+                    });
+                    if let Err(error) = self.send_body(&sender, receipt, None).await {
+                        report.failed.push((sender.clone(), error.to_string()));
+                        sent = false;
+                        break;
+                    }
+                }
+                if !sent {
+                    continue;
+                }
+                report.receipts_sent_to.push(sender.clone());
+            }
+            let ids: Vec<i64> = list.iter().map(|message| message.id).collect();
+            report.marked += self.store.mark_seen(&ids, now_ms()).await?.len();
+        }
+        Ok(report)
     }
 }

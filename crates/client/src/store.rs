@@ -13,7 +13,9 @@ use confianza_protocol::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyR
 use confianza_protocol::sender_keys::SenderKeyRecord;
 use confianza_protocol::state::SessionRecord;
 use rand_core::CryptoRng;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
 use sqlx::{Row, Sqlite, Transaction};
 use zeroize::Zeroizing;
 
@@ -25,6 +27,9 @@ pub const DATABASE_FILE: &str = "store.db";
 pub const KEY_FILE: &str = "store.key";
 /// The store format this build writes.
 const FORMAT_VERSION: &[u8] = b"1";
+
+/// A statement with its parameters bound (the sealed column's, for a write, still to come).
+type Statement<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// How the store key is protected.
 pub enum Protection {
@@ -143,6 +148,8 @@ pub struct StoredMessage {
     pub server_at_ms: Option<u64>,
     pub verification: String,
     pub delivered: bool,
+    /// Outgoing: a recipient's read receipt arrived. Incoming: this user has seen it.
+    pub read: bool,
 }
 
 /// A message to add to the history.
@@ -195,6 +202,21 @@ async fn connect(path: &Path, create: bool) -> Result<SqlitePool, StoreError> {
         .busy_timeout(std::time::Duration::from_secs(10));
     SqlitePoolOptions::new()
         .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(classify)
+}
+
+/// A connection that only reads, creating no file: SQLite's `immutable` mode takes no locks and
+/// keeps no `-wal` or `-shm` file beside the database. Valid only while there is no `-wal` file,
+/// that is while every committed change is in the database file itself.
+async fn connect_immutable(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(true);
+    SqlitePoolOptions::new()
+        .max_connections(1)
         .connect_with(options)
         .await
         .map_err(classify)
@@ -330,14 +352,20 @@ impl Store {
         if !db_path.exists() {
             return Err(StoreError::NotFound(dir.to_owned()));
         }
-        let pool = connect(&db_path, false).await?;
-        let key = match unlock(&pool, dir, passphrase).await {
-            Ok(key) => key,
-            Err(error) => {
-                pool.close().await;
-                return Err(error);
-            }
+        // The key is checked through a connection that creates nothing, so a wrong passphrase
+        // or a file that is not a store leaves the directory exactly as it was. A `-wal` file
+        // (a process that holds the store open, or one that ended without closing it) may hold
+        // committed rows the database file lacks: then the check reads through it.
+        let wal = dir.join(format!("{DATABASE_FILE}-wal"));
+        let probe = if wal.exists() {
+            connect(&db_path, false).await?
+        } else {
+            connect_immutable(&db_path).await?
         };
+        let unlocked = unlock(&probe, dir, passphrase).await;
+        probe.close().await;
+        let key = unlocked?;
+        let pool = connect(&db_path, false).await?;
         // Only now, with the right key, may the schema be brought up to date.
         sqlx::migrate!("./migrations")
             .run(&pool)
@@ -362,21 +390,38 @@ impl Store {
 
     // ---- sealed secrets ------------------------------------------------------------------
 
-    async fn put_sealed(
+    // Every secret row is sealed for its table and its row key (see [`crate::sealing`]): a
+    // sealed value copied into another row or table no longer opens. The two helpers below are
+    // the only places that seal or open a row.
+
+    /// Seals `plaintext` for (`table`, `row_key`) and runs `insert` with the sealed value bound
+    /// as its last parameter.
+    async fn write_sealed(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
-        sql: &'static str,
+        insert: Statement<'_>,
         table: &'static str,
         row_key: &str,
         plaintext: &[u8],
     ) -> Result<(), StoreError> {
         let sealed = self.key.seal(table, row_key, plaintext, &mut rand::rng())?;
-        sqlx::query(sql)
-            .bind(row_key)
-            .bind(sealed)
-            .execute(&mut **tx)
-            .await?;
+        insert.bind(sealed).execute(&mut **tx).await?;
         Ok(())
+    }
+
+    /// Runs `select`, whose first column is the sealed value of (`table`, `row_key`), and opens
+    /// it; `None` when there is no such row.
+    async fn read_sealed(
+        &self,
+        select: Statement<'_>,
+        table: &'static str,
+        row_key: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let Some(row) = select.fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let sealed: Vec<u8> = row.try_get(0)?;
+        Ok(Some(self.key.open(table, row_key, &sealed)?))
     }
 
     /// Stores the identity key pair and the device's Noise static secret.
@@ -386,23 +431,24 @@ impl Store {
         noise_secret: &[u8; 32],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let sql = "INSERT OR REPLACE INTO secrets (name, sealed) VALUES (?, ?)";
-        self.put_sealed(&mut tx, sql, "secrets", "identity", &identity.snapshot())
-            .await?;
-        self.put_sealed(&mut tx, sql, "secrets", "noise", noise_secret)
-            .await?;
+        let insert = || sqlx::query("INSERT OR REPLACE INTO secrets (name, sealed) VALUES (?, ?)");
+        let identity_snapshot = identity.snapshot();
+        for (name, plaintext) in [
+            ("identity", identity_snapshot.as_slice()),
+            ("noise", noise_secret.as_slice()),
+        ] {
+            self.write_sealed(&mut tx, insert().bind(name), "secrets", name, plaintext)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn secret(&self, name: &'static str) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT sealed FROM secrets WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
+        let select = sqlx::query("SELECT sealed FROM secrets WHERE name = ?").bind(name);
+        self.read_sealed(select, "secrets", name)
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("missing secret {name}")))?;
-        let sealed: Vec<u8> = row.try_get(0)?;
-        Ok(self.key.open("secrets", name, &sealed)?)
+            .ok_or_else(|| StoreError::Corrupt(format!("missing secret {name}")))
     }
 
     /// The identity key pair.
@@ -562,12 +608,15 @@ impl Store {
     /// Stores a signed prekey.
     pub async fn save_signed_pre_key(&self, record: &SignedPreKeyRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        self.put_sealed_id(
+        let insert =
+            sqlx::query("INSERT OR REPLACE INTO signed_pre_keys (id, sealed) VALUES (?, ?)")
+                .bind(i64::from(record.id));
+        self.write_sealed(
             &mut tx,
+            insert,
             "signed_pre_keys",
-            record.id,
+            &record.id.to_string(),
             &record.snapshot(),
-            None,
         )
         .await?;
         tx.commit().await?;
@@ -578,12 +627,15 @@ impl Store {
     pub async fn save_one_time_pre_keys(&self, records: &[PreKeyRecord]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for record in records {
-            self.put_sealed_id(
+            let insert =
+                sqlx::query("INSERT OR REPLACE INTO one_time_pre_keys (id, sealed) VALUES (?, ?)")
+                    .bind(i64::from(record.id));
+            self.write_sealed(
                 &mut tx,
+                insert,
                 "one_time_pre_keys",
-                record.id,
+                &record.id.to_string(),
                 &record.snapshot(),
-                None,
             )
             .await?;
         }
@@ -599,12 +651,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for record in records {
-            self.put_sealed_id(
+            let insert = sqlx::query(
+                "INSERT OR REPLACE INTO kyber_pre_keys (id, last_resort, sealed) VALUES (?, ?, ?)",
+            )
+            .bind(i64::from(record.id))
+            .bind(last_resort);
+            self.write_sealed(
                 &mut tx,
+                insert,
                 "kyber_pre_keys",
-                record.id,
+                &record.id.to_string(),
                 &record.snapshot(),
-                Some(last_resort),
             )
             .await?;
         }
@@ -612,78 +669,42 @@ impl Store {
         Ok(())
     }
 
-    async fn put_sealed_id(
+    /// Reads and decodes prekey `id` of `table` (`what` in errors); `select` is `SELECT sealed
+    /// FROM {table} WHERE id = ?`.
+    async fn pre_key<T, E: std::fmt::Display>(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        table: &'static str,
+        select: &'static str,
+        (table, what): (&'static str, &'static str),
         id: u32,
-        plaintext: &[u8],
-        last_resort: Option<bool>,
-    ) -> Result<(), StoreError> {
-        let sealed = self
-            .key
-            .seal(table, &id.to_string(), plaintext, &mut rand::rng())?;
-        let query = match last_resort {
-            Some(flag) => sqlx::query(
-                "INSERT OR REPLACE INTO kyber_pre_keys (id, last_resort, sealed) VALUES (?, ?, ?)",
-            )
-            .bind(i64::from(id))
-            .bind(flag)
-            .bind(sealed),
-            None => sqlx::query(match table {
-                "signed_pre_keys" => {
-                    "INSERT OR REPLACE INTO signed_pre_keys (id, sealed) VALUES (?, ?)"
-                }
-                _ => "INSERT OR REPLACE INTO one_time_pre_keys (id, sealed) VALUES (?, ?)",
-            })
-            .bind(i64::from(id))
-            .bind(sealed),
-        };
-        query.execute(&mut **tx).await?;
-        Ok(())
-    }
-
-    async fn get_sealed_id(
-        &self,
-        table: &'static str,
-        id: u32,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let sql = match table {
-            "signed_pre_keys" => "SELECT sealed FROM signed_pre_keys WHERE id = ?",
-            "kyber_pre_keys" => "SELECT sealed FROM kyber_pre_keys WHERE id = ?",
-            _ => "SELECT sealed FROM one_time_pre_keys WHERE id = ?",
-        };
-        let Some(row) = sqlx::query(sql)
-            .bind(i64::from(id))
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let sealed: Vec<u8> = row.try_get(0)?;
-        Ok(Some(self.key.open(table, &id.to_string(), &sealed)?))
+        decode: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<Option<T>, StoreError> {
+        let row_key = id.to_string();
+        let bytes = self
+            .read_sealed(sqlx::query(select).bind(i64::from(id)), table, &row_key)
+            .await?;
+        decode_snapshot(bytes, decode, || format!("{what} {id}"))
     }
 
     /// A signed prekey by id.
     pub async fn signed_pre_key(&self, id: u32) -> Result<Option<SignedPreKeyRecord>, StoreError> {
-        self.get_sealed_id("signed_pre_keys", id)
-            .await?
-            .map(|bytes| {
-                SignedPreKeyRecord::from_snapshot(&bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("signed prekey {id}: {e}")))
-            })
-            .transpose()
+        self.pre_key(
+            "SELECT sealed FROM signed_pre_keys WHERE id = ?",
+            ("signed_pre_keys", "signed prekey"),
+            id,
+            SignedPreKeyRecord::from_snapshot,
+        )
+        .await
     }
 
     /// A one-time prekey by id.
     pub async fn one_time_pre_key(&self, id: u32) -> Result<Option<PreKeyRecord>, StoreError> {
-        self.get_sealed_id("one_time_pre_keys", id)
-            .await?
-            .map(|bytes| {
-                PreKeyRecord::from_snapshot(&bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("prekey {id}: {e}")))
-            })
-            .transpose()
+        self.pre_key(
+            "SELECT sealed FROM one_time_pre_keys WHERE id = ?",
+            ("one_time_pre_keys", "prekey"),
+            id,
+            PreKeyRecord::from_snapshot,
+        )
+        .await
     }
 
     /// A Kyber prekey by id, and whether it is the last-resort key.
@@ -701,14 +722,15 @@ impl Store {
         let Some(last_resort) = last_resort else {
             return Ok(None);
         };
-        self.get_sealed_id("kyber_pre_keys", id)
-            .await?
-            .map(|bytes| {
-                KyberPreKeyRecord::from_snapshot(&bytes)
-                    .map(|record| (record, last_resort))
-                    .map_err(|e| StoreError::Corrupt(format!("Kyber prekey {id}: {e}")))
-            })
-            .transpose()
+        let record = self
+            .pre_key(
+                "SELECT sealed FROM kyber_pre_keys WHERE id = ?",
+                ("kyber_pre_keys", "Kyber prekey"),
+                id,
+                KyberPreKeyRecord::from_snapshot,
+            )
+            .await?;
+        Ok(record.map(|record| (record, last_resort)))
     }
 
     /// How many one-time EC prekeys this device still holds.
@@ -732,22 +754,15 @@ impl Store {
         address: &str,
         device_id: u32,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(row) =
-            sqlx::query("SELECT sealed FROM sessions WHERE address = ? AND device_id = ?")
-                .bind(address)
-                .bind(i64::from(device_id))
-                .fetch_optional(&self.pool)
-                .await?
-        else {
-            return Ok(None);
-        };
-        let sealed: Vec<u8> = row.try_get(0)?;
+        let select = sqlx::query("SELECT sealed FROM sessions WHERE address = ? AND device_id = ?")
+            .bind(address)
+            .bind(i64::from(device_id));
         let bytes = self
-            .key
-            .open("sessions", &Self::session_key(address, device_id), &sealed)?;
-        SessionRecord::from_snapshot(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("session with {address}.{device_id}: {e}")))
+            .read_sealed(select, "sessions", &Self::session_key(address, device_id))
+            .await?;
+        decode_snapshot(bytes, SessionRecord::from_snapshot, || {
+            format!("session with {address}.{device_id}")
+        })
     }
 
     /// The devices of `address` this client has sessions with.
@@ -781,21 +796,19 @@ impl Store {
         device_id: u32,
         record: &SessionRecord,
     ) -> Result<(), StoreError> {
-        let sealed = self.key.seal(
-            "sessions",
-            &Self::session_key(address, device_id),
-            &record.snapshot(),
-            &mut rand::rng(),
-        )?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT OR REPLACE INTO sessions (address, device_id, sealed) VALUES (?, ?, ?)",
         )
         .bind(address)
-        .bind(i64::from(device_id))
-        .bind(sealed)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        .bind(i64::from(device_id));
+        self.write_sealed(
+            tx,
+            insert,
+            "sessions",
+            &Self::session_key(address, device_id),
+            &record.snapshot(),
+        )
+        .await
     }
 
     /// Drops the session with one device (it was re-enrolled or removed).
@@ -832,7 +845,7 @@ impl Store {
     }
 
     /// Records a contact's identity key the first time it is seen (or after acceptance).
-    /// `verified` is reset when the key changes.
+    /// `verified` is reset when the key changes, and so is the stored certificate.
     pub async fn save_contact(
         &self,
         address: &str,
@@ -840,25 +853,69 @@ impl Store {
         certified: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        self.upsert_contact(address, identity_key, certified, None, now_ms)
+            .await
+    }
+
+    /// Like [`Store::save_contact`] for a key that came with `certificate` (DER), which the
+    /// caller verified to the pinned root for `address` and `identity_key` (a
+    /// [`crate::trust::CertifiedBundle`], a checked sender certificate): the certificate is
+    /// kept with the key ([`Store::contact_certificate`]).
+    pub async fn save_certified_contact(
+        &self,
+        address: &str,
+        identity_key: &[u8],
+        certificate: &[u8],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.upsert_contact(address, identity_key, true, Some(certificate), now_ms)
+            .await
+    }
+
+    async fn upsert_contact(
+        &self,
+        address: &str,
+        identity_key: &[u8],
+        certified: bool,
+        certificate: Option<&[u8]>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO contacts (address, identity_key, certified, verified, \
-             pending_identity_key, updated_at_ms) VALUES (?, ?, ?, 0, NULL, ?) \
+             pending_identity_key, certificate, updated_at_ms) VALUES (?, ?, ?, 0, NULL, ?, ?) \
              ON CONFLICT (address) DO UPDATE SET \
                verified = CASE WHEN contacts.identity_key = excluded.identity_key \
                                THEN contacts.verified ELSE 0 END, \
                certified = CASE WHEN contacts.identity_key = excluded.identity_key \
                                THEN max(contacts.certified, excluded.certified) \
                                ELSE excluded.certified END, \
+               certificate = CASE WHEN contacts.identity_key = excluded.identity_key \
+                               THEN coalesce(excluded.certificate, contacts.certificate) \
+                               ELSE excluded.certificate END, \
                identity_key = excluded.identity_key, pending_identity_key = NULL, \
                updated_at_ms = excluded.updated_at_ms",
         )
         .bind(address)
         .bind(identity_key)
         .bind(certified)
+        .bind(certificate)
         .bind(to_i64(now_ms))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The identity certificate (DER) kept for `address`'s current identity key: `None` for an
+    /// unknown contact or a key known without a certificate.
+    pub async fn contact_certificate(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let certificate: Option<Option<Vec<u8>>> =
+            sqlx::query("SELECT certificate FROM contacts WHERE address = ?")
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+        Ok(certificate.flatten())
     }
 
     /// Records a changed identity key, refused until [`Store::save_contact`] accepts it.
@@ -902,26 +959,17 @@ impl Store {
         device_id: u32,
         group_id: &[u8],
     ) -> Result<Option<SenderKeyRecord>, StoreError> {
-        let Some(row) = sqlx::query(
+        let select = sqlx::query(
             "SELECT sealed FROM sender_keys WHERE sender = ? AND device_id = ? AND group_id = ?",
         )
         .bind(sender)
         .bind(i64::from(device_id))
-        .bind(group_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let sealed: Vec<u8> = row.try_get(0)?;
-        let bytes = self.key.open(
-            "sender_keys",
-            &Self::sender_key_row(sender, device_id, group_id),
-            &sealed,
-        )?;
-        SenderKeyRecord::from_snapshot(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("sender key of {sender}.{device_id}: {e}")))
+        .bind(group_id);
+        let row_key = Self::sender_key_row(sender, device_id, group_id);
+        let bytes = self.read_sealed(select, "sender_keys", &row_key).await?;
+        decode_snapshot(bytes, SenderKeyRecord::from_snapshot, || {
+            format!("sender key of {sender}.{device_id}")
+        })
     }
 
     async fn save_sender_key_in(
@@ -932,23 +980,16 @@ impl Store {
         group_id: &[u8],
         record: &SenderKeyRecord,
     ) -> Result<(), StoreError> {
-        let sealed = self.key.seal(
-            "sender_keys",
-            &Self::sender_key_row(sender, device_id, group_id),
-            &record.to_snapshot(),
-            &mut rand::rng(),
-        )?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT OR REPLACE INTO sender_keys (sender, device_id, group_id, sealed) \
              VALUES (?, ?, ?, ?)",
         )
         .bind(sender)
         .bind(i64::from(device_id))
-        .bind(group_id)
-        .bind(sealed)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        .bind(group_id);
+        let row_key = Self::sender_key_row(sender, device_id, group_id);
+        self.write_sealed(tx, insert, "sender_keys", &row_key, &record.to_snapshot())
+            .await
     }
 
     /// Saves a sender key.
@@ -1025,14 +1066,7 @@ impl Store {
         message: &NewMessage<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query(
-            "SELECT 1 FROM messages WHERE outgoing = 0 AND peer = ? AND client_message_id = ?",
-        )
-        .bind(message.peer)
-        .bind(message.client_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if exists.is_some() {
+        if is_stored(&mut tx, message).await? {
             return Ok(false);
         }
         let (sender, device_id, group_id, record) = sender_key;
@@ -1115,14 +1149,7 @@ impl Store {
         attachment_pointer: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query(
-            "SELECT 1 FROM messages WHERE outgoing = 0 AND peer = ? AND client_message_id = ?",
-        )
-        .bind(message.peer)
-        .bind(message.client_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if exists.is_some() {
+        if is_stored(&mut tx, message).await? {
             return Ok(false);
         }
         let (address, device_id, record) = session;
@@ -1142,16 +1169,7 @@ impl Store {
         }
         let message_id = insert_message(&mut tx, message).await?;
         if let Some(pointer) = attachment_pointer {
-            let sealed = self.key.seal(
-                "attachment_pointers",
-                &message_id.to_string(),
-                pointer,
-                &mut rand::rng(),
-            )?;
-            sqlx::query("INSERT INTO attachment_pointers (message_id, sealed) VALUES (?, ?)")
-                .bind(message_id)
-                .bind(sealed)
-                .execute(&mut *tx)
+            self.insert_attachment_pointer_in(&mut tx, message_id, pointer)
                 .await?;
         }
         tx.commit().await?;
@@ -1162,14 +1180,7 @@ impl Store {
     /// sees it and it is not processed again; `false` when already recorded.
     pub async fn commit_refused(&self, message: &NewMessage<'_>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query(
-            "SELECT 1 FROM messages WHERE outgoing = 0 AND peer = ? AND client_message_id = ?",
-        )
-        .bind(message.peer)
-        .bind(message.client_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if exists.is_some() {
+        if is_stored(&mut tx, message).await? {
             return Ok(false);
         }
         insert_message(&mut tx, message).await?;
@@ -1197,6 +1208,84 @@ impl Store {
         Ok(())
     }
 
+    /// Marks outgoing messages read after `reader`'s read receipt naming their client message
+    /// ids: a one-to-one message to `reader`, or a group message (its receipt comes from one of
+    /// the members). The first receipt's time is kept. Returns how many rows changed.
+    pub async fn mark_read(
+        &self,
+        reader: &str,
+        client_message_ids: &[Vec<u8>],
+        at_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for id in client_message_ids {
+            let done = sqlx::query(
+                "UPDATE messages SET read_at_ms = ? WHERE outgoing = 1 AND read_at_ms IS NULL \
+                 AND client_message_id = ? AND (peer = ? OR conversation LIKE 'group:%')",
+            )
+            .bind(to_i64(at_ms))
+            .bind(id)
+            .bind(reader)
+            .execute(&mut *tx)
+            .await?;
+            changed += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Marks the incoming history rows `ids` seen by the user; rows already seen, outgoing or
+    /// unknown are left alone. Returns the ids that changed.
+    pub async fn mark_seen(&self, ids: &[i64], at_ms: u64) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = Vec::new();
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE messages SET read_at_ms = ? WHERE id = ? AND outgoing = 0 \
+                 AND read_at_ms IS NULL",
+            )
+            .bind(to_i64(at_ms))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                changed.push(*id);
+            }
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Like [`Store::history`] without the rows of the kinds in `hidden` (control messages
+    /// such as receipts): the last `limit` of the others, oldest first.
+    pub async fn visible_history(
+        &self,
+        conversation: &str,
+        limit: u32,
+        hidden: &[&str],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let placeholders = vec!["?"; hidden.len()].join(", ");
+        let filter = if hidden.is_empty() {
+            String::new()
+        } else {
+            format!(" AND kind NOT IN ({placeholders})")
+        };
+        let sql = format!(
+            "SELECT id, conversation, outgoing, peer, peer_device_id, client_message_id, kind, \
+             body, sent_at_ms, server_at_ms, verification, delivered, read_at_ms IS NOT NULL FROM \
+             (SELECT * FROM messages WHERE conversation = ?{filter} ORDER BY id DESC LIMIT ?) \
+             ORDER BY id"
+        );
+        // Only `?` placeholders are spliced in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(conversation);
+        for kind in hidden {
+            query = query.bind(*kind);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
     /// The last `limit` messages of a conversation, oldest first.
     pub async fn history(
         &self,
@@ -1205,7 +1294,7 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, conversation, outgoing, peer, peer_device_id, client_message_id, kind, \
-             body, sent_at_ms, server_at_ms, verification, delivered FROM \
+             body, sent_at_ms, server_at_ms, verification, delivered, read_at_ms IS NOT NULL FROM \
              (SELECT * FROM messages WHERE conversation = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
         )
         .bind(conversation)
@@ -1270,31 +1359,20 @@ impl Store {
     /// Records (sealed) the state of an upload of the file at `source`, replacing any earlier.
     pub async fn save_upload(&self, source: &str, state: &[u8]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        self.put_sealed(
-            &mut tx,
-            "INSERT OR REPLACE INTO attachment_uploads (source, sealed) VALUES (?, ?)",
-            "attachment_uploads",
-            source,
-            state,
-        )
-        .await?;
+        let insert =
+            sqlx::query("INSERT OR REPLACE INTO attachment_uploads (source, sealed) VALUES (?, ?)")
+                .bind(source);
+        self.write_sealed(&mut tx, insert, "attachment_uploads", source, state)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The recorded state of an upload of the file at `source`, if one is in progress.
     pub async fn upload(&self, source: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let row = sqlx::query("SELECT sealed FROM attachment_uploads WHERE source = ?")
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let sealed: Vec<u8> = row.try_get(0)?;
-        Ok(Some(self.key.open(
-            "attachment_uploads",
-            source,
-            &sealed,
-        )?))
+        let select =
+            sqlx::query("SELECT sealed FROM attachment_uploads WHERE source = ?").bind(source);
+        self.read_sealed(select, "attachment_uploads", source).await
     }
 
     /// Forgets the upload of the file at `source` (finished or abandoned).
@@ -1326,20 +1404,69 @@ impl Store {
         .await
     }
 
+    /// Like [`Store::commit_group_incoming`] for a group message that carries an attachment:
+    /// the sender key, the history row and the sealed pointer in one transaction.
+    pub async fn commit_group_incoming_attachment(
+        &self,
+        sender_key: (&str, u32, &[u8], &SenderKeyRecord),
+        message: &NewMessage<'_>,
+        pointer: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if is_stored(&mut tx, message).await? {
+            return Ok(false);
+        }
+        let (sender, device_id, group_id, record) = sender_key;
+        self.save_sender_key_in(&mut tx, sender, device_id, group_id, record)
+            .await?;
+        let message_id = insert_message(&mut tx, message).await?;
+        self.insert_attachment_pointer_in(&mut tx, message_id, pointer)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Seals and stores the attachment pointer of history row `message_id`.
+    async fn insert_attachment_pointer_in(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        message_id: i64,
+        pointer: &[u8],
+    ) -> Result<(), StoreError> {
+        let insert =
+            sqlx::query("INSERT INTO attachment_pointers (message_id, sealed) VALUES (?, ?)")
+                .bind(message_id);
+        let row_key = message_id.to_string();
+        self.write_sealed(tx, insert, "attachment_pointers", &row_key, pointer)
+            .await
+    }
+
     /// The sealed attachment pointer of history message `message_id`, if it carries one.
     pub async fn attachment_pointer(
         &self,
         message_id: i64,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let row = sqlx::query("SELECT sealed FROM attachment_pointers WHERE message_id = ?")
-            .bind(message_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let sealed: Vec<u8> = row.try_get(0)?;
-        let key = message_id.to_string();
-        Ok(Some(self.key.open("attachment_pointers", &key, &sealed)?))
+        let select = sqlx::query("SELECT sealed FROM attachment_pointers WHERE message_id = ?")
+            .bind(message_id);
+        self.read_sealed(select, "attachment_pointers", &message_id.to_string())
+            .await
     }
+}
+
+/// Whether the incoming `message` (same sender, same client message id) is already in the
+/// history: the check every commit of an incoming message makes first, in its transaction.
+async fn is_stored(
+    tx: &mut Transaction<'_, Sqlite>,
+    message: &NewMessage<'_>,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT 1 FROM messages WHERE outgoing = 0 AND peer = ? AND client_message_id = ?",
+    )
+    .bind(message.peer)
+    .bind(message.client_message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
 }
 
 async fn insert_message(
@@ -1382,7 +1509,19 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage, Stor
         server_at_ms: server_at.map(to_u64).transpose()?,
         verification: row.try_get(10)?,
         delivered: row.try_get(11)?,
+        read: row.try_get(12)?,
     })
+}
+
+/// Decodes a snapshot read by [`Store::read_sealed`]; `what` names it in the error.
+fn decode_snapshot<T, E: std::fmt::Display>(
+    bytes: Option<Zeroizing<Vec<u8>>>,
+    decode: impl FnOnce(&[u8]) -> Result<T, E>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<T>, StoreError> {
+    bytes
+        .map(|bytes| decode(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", what()))))
+        .transpose()
 }
 
 /// Milliseconds fit an `i64` until the year 292 million; saturate rather than wrap.

@@ -1,6 +1,13 @@
 //! Trust decisions: the pinned organisation root, identity certificates in bundles, the
 //! server's Noise certificate, and what the user accepted.
 //!
+//! The server is authenticated in the Noise handshake, before the client sends anything: its
+//! handshake payload ([`ServerHandshakePayload`]) carries its Noise certificate and the CA chain.
+//! At first contact [`FirstContact`] pins the chain's root (checked against the fingerprint the
+//! user was given, or shown for trust on first use) and checks the certificate with it, so a
+//! wrong server is refused before the enrollment code leaves the machine; afterwards
+//! [`PinnedCa::verify_server_payload`] checks it against the pinned root.
+//!
 //! A bundle opens a session only as a [`CertifiedBundle`], and the only way to get one is
 //! [`PinnedCa::verify_bundle`]:
 //!
@@ -13,9 +20,11 @@
 //! Each refusal is a [`TrustError`] that says why: a forged bundle, a revoked, expired or
 //! foreign (wrong CA) certificate, a certificate for someone else.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use confianza_api as api;
+use confianza_api::{self as api, ServerHandshakePayload};
+use confianza_noise::{PublicKey as NoisePublicKey, ServerKeyRejected, ServerKeyVerifier};
 use confianza_pki::path::{
     self, CrlSet, ExpectedName, ParsedCertificate, PathError, PathOptions, RevocationOptions,
     RevocationSource, StapledOcsp,
@@ -64,6 +73,12 @@ pub enum TrustError {
     /// The CA chain the server sent is empty or malformed.
     #[error("the server sent no usable CA chain")]
     NoCaChain,
+    /// The server's handshake payload is not a certificate and CA chain.
+    #[error("the server's handshake does not carry its certificate and CA chain ({0})")]
+    BadHandshakePayload(String),
+    /// The server's certificate names no DNS name, and none was given to check it against.
+    #[error("cannot tell the server's name from its certificate: pass it explicitly")]
+    UnknownServerName,
     /// The root does not have the fingerprint the user gave.
     #[error("the organisation root's fingerprint is {actual}, not the expected {expected}")]
     FingerprintMismatch { expected: String, actual: String },
@@ -109,6 +124,7 @@ pub struct PinnedCa {
 #[derive(Debug, Clone)]
 pub struct CertifiedBundle {
     bundle: VerifiedPreKeyBundle,
+    certificate: Vec<u8>,
     certificate_not_after: u64,
 }
 
@@ -121,6 +137,11 @@ impl CertifiedBundle {
     /// The certified identity key.
     pub fn identity_key(&self) -> &IdentityKey {
         &self.bundle.bundle().identity_key
+    }
+
+    /// The identity certificate (DER) that certifies [`CertifiedBundle::identity_key`].
+    pub fn certificate(&self) -> &[u8] {
+        &self.certificate
     }
 
     /// When the identity certificate expires (seconds since the Unix epoch).
@@ -137,8 +158,9 @@ pub struct RevocationInfo {
 }
 
 impl PinnedCa {
-    /// The CA as the server sent it at enrollment (issuing CA first, root last), pinned on
-    /// first use unless `expected_root_fingerprint` is given, which must then match.
+    /// The CA chain a server presents (issuing CA first, root last: in its handshake payload
+    /// or with an enrollment), pinned on first use unless `expected_root_fingerprint` is given,
+    /// which must then match.
     pub fn from_enrollment_chain(
         chain: &[Vec<u8>],
         expected_root_fingerprint: Option<&str>,
@@ -194,12 +216,16 @@ impl PinnedCa {
     fn validate(
         &self,
         leaf: &ParsedCertificate,
+        presented: &[ParsedCertificate],
         eku: der::asn1::ObjectIdentifier,
         name: ExpectedName,
         sources: Vec<&dyn RevocationSource>,
         now: SystemTime,
-        display_name: &str,
     ) -> Result<(), TrustError> {
+        let display_name = match &name {
+            ExpectedName::Dns(name) | ExpectedName::Email(name) => name.clone(),
+            ExpectedName::Ip(ip) => ip.to_string(),
+        };
         let now = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
@@ -213,9 +239,15 @@ impl PinnedCa {
             ..PathOptions::default()
         };
         let anchors = std::slice::from_ref(&self.root);
-        path::validate(leaf, &self.intermediates, anchors, now, &options)
+        // Certificates the peer presented are untrusted helpers for building the path: only
+        // the pinned root anchors it.
+        let intermediates = match presented {
+            [] => std::borrow::Cow::Borrowed(self.intermediates.as_slice()),
+            more => std::borrow::Cow::Owned([self.intermediates.as_slice(), more].concat()),
+        };
+        path::validate(leaf, &intermediates, anchors, now, &options)
             .map(|_| ())
-            .map_err(|error| classify(error, display_name))
+            .map_err(|error| classify(error, &display_name))
     }
 
     /// Checks an identity certificate for `address` and returns its X25519 key.
@@ -239,11 +271,11 @@ impl PinnedCa {
         sources.push(&revocation.crls);
         self.validate(
             &leaf,
+            &[],
             ID_KP_CONFIANZA_IDENTITY,
             ExpectedName::Email(address.to_owned()),
             sources,
             now,
-            address,
         )?;
         let key = x25519_key(&leaf).ok_or(TrustError::Forged(
             "the certificate does not certify an X25519 identity key",
@@ -282,6 +314,7 @@ impl PinnedCa {
         })?;
         Ok(CertifiedBundle {
             bundle: verified,
+            certificate: bundle.identity_certificate.clone(),
             certificate_not_after: not_after,
         })
     }
@@ -295,20 +328,149 @@ impl PinnedCa {
         server_name: &str,
         now: SystemTime,
     ) -> Result<(), TrustError> {
+        self.verify_server_with(static_key, certificate, &[], server_name, now)
+    }
+
+    /// Checks what the server presented in its Noise handshake (its payload, undecoded) as
+    /// [`PinnedCa::verify_server`] does, with the CA certificates of its chain as untrusted
+    /// intermediates: the path must still end at the pinned root.
+    pub fn verify_server_payload(
+        &self,
+        static_key: &[u8; 32],
+        payload: &[u8],
+        server_name: &str,
+        now: SystemTime,
+    ) -> Result<(), TrustError> {
+        let payload = decode_handshake_payload(payload)?;
+        let presented = parse_all(&payload.ca_chain)?;
+        self.verify_server_with(
+            static_key,
+            &payload.certificate,
+            &presented,
+            server_name,
+            now,
+        )
+    }
+
+    fn verify_server_with(
+        &self,
+        static_key: &[u8; 32],
+        certificate: &[u8],
+        presented: &[ParsedCertificate],
+        server_name: &str,
+        now: SystemTime,
+    ) -> Result<(), TrustError> {
         let leaf = path::parse_certificate(certificate)
             .map_err(|e| TrustError::Malformed(e.to_string()))?;
         self.validate(
             &leaf,
+            presented,
             ID_KP_CONFIANZA_NOISE_SERVER,
             ExpectedName::Dns(server_name.to_owned()),
             Vec::new(),
             now,
-            server_name,
         )?;
         match x25519_key(&leaf) {
             Some(key) if &key == static_key => Ok(()),
             _ => Err(TrustError::ServerKeyMismatch),
         }
+    }
+}
+
+fn parse_all(ders: &[Vec<u8>]) -> Result<Vec<ParsedCertificate>, TrustError> {
+    ders.iter()
+        .map(|der| path::parse_certificate(der).map_err(|e| TrustError::Malformed(e.to_string())))
+        .collect()
+}
+
+fn decode_handshake_payload(payload: &[u8]) -> Result<ServerHandshakePayload, TrustError> {
+    ServerHandshakePayload::decode(payload)
+        .map_err(|error| TrustError::BadHandshakePayload(error.to_string()))
+}
+
+/// A server that passed [`FirstContact`]: the CA to pin and the name its certificate was
+/// checked for.
+#[derive(Debug, Clone)]
+pub struct TrustedServer {
+    /// The CA chain the server presented, its root checked against the expected fingerprint
+    /// when one was given.
+    pub ca: PinnedCa,
+    /// The DNS name the server's certificate was checked for.
+    pub server_name: String,
+}
+
+/// The check of a server at first contact, when nothing is pinned yet: the Noise handshake
+/// calls it (as a [`ServerKeyVerifier`]) with the server's static key and handshake payload,
+/// before the client sends its own payload or any request.
+///
+/// The chain's root must have the fingerprint the user gave, if any (else it is trusted on
+/// first use, and its fingerprint is shown to compare out of band); the certificate must
+/// validate to that root for the Noise-server use and the server's name, and certify the
+/// handshake's static key. The outcome, kept for [`FirstContact::outcome`], says why a server
+/// was refused in a [`TrustError`] rather than the handshake's text.
+#[derive(Debug)]
+pub struct FirstContact {
+    server_name: Option<String>,
+    expected_root_fingerprint: Option<String>,
+    outcome: Mutex<Option<Result<TrustedServer, TrustError>>>,
+}
+
+impl FirstContact {
+    /// A check for a server whose certificate must carry `server_name` (when `None`: the first
+    /// DNS name the certificate carries, for a server reached by IP address) and whose root must
+    /// have `expected_root_fingerprint` (hex, any case, colons allowed), when given.
+    pub fn new(server_name: Option<String>, expected_root_fingerprint: Option<String>) -> Self {
+        Self {
+            server_name,
+            expected_root_fingerprint,
+            outcome: Mutex::new(None),
+        }
+    }
+
+    /// Checks a server's static key and handshake payload at `now`.
+    pub fn check(
+        &self,
+        static_key: &[u8; 32],
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Result<TrustedServer, TrustError> {
+        let payload = decode_handshake_payload(payload)?;
+        let ca = PinnedCa::from_enrollment_chain(
+            &payload.ca_chain,
+            self.expected_root_fingerprint.as_deref(),
+        )?;
+        let server_name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => certificate_dns_names(&payload.certificate)?
+                .into_iter()
+                .next()
+                .ok_or(TrustError::UnknownServerName)?,
+        };
+        ca.verify_server(static_key, &payload.certificate, &server_name, now)?;
+        Ok(TrustedServer { ca, server_name })
+    }
+
+    /// The outcome of the last check the handshake made, if it made one.
+    pub fn outcome(self) -> Option<Result<TrustedServer, TrustError>> {
+        self.outcome
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ServerKeyVerifier for FirstContact {
+    fn verify_server_key(
+        &self,
+        static_key: &NoisePublicKey,
+        payload: &[u8],
+    ) -> Result<(), ServerKeyRejected> {
+        let outcome = self.check(static_key.as_bytes(), payload, SystemTime::now());
+        let verdict = match &outcome {
+            Ok(_) => Ok(()),
+            Err(error) => Err(ServerKeyRejected::new(error.to_string())),
+        };
+        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        verdict
     }
 }
 

@@ -17,7 +17,6 @@ use confianza_client::content::AttachmentPointer;
 use confianza_client::messaging::ClientEvent;
 use confianza_client::sealing::Passphrase;
 use confianza_client::store::{Protection, StoredMessage};
-use confianza_noise::StaticKeyPair;
 use confianza_pki::seal::SealParams;
 use confianza_pki::signer::CaAlgorithm;
 use confianza_protocol::attachment::{AttachmentEncryptor, AttachmentKeys};
@@ -55,14 +54,10 @@ impl Server {
         let database = Database::open_sqlite_file(&authority.layout().database())
             .await
             .unwrap();
-        let noise = confianza_noise::ServerConfig::new(
-            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-            authority.noise_certificate_der(),
-        )
-        .unwrap();
+        let noise = confianza_server::service::handshake::server_config(&authority).unwrap();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut options = ServiceOptions::new(
-            AnyMessageStore::new(&database),
+            AnyMessageStore::new(&database).expect("message store"),
             Arc::new(authority.clone()),
             noise,
             any,
@@ -417,4 +412,67 @@ async fn pointers_that_do_not_match_their_blob_are_refused() {
     assert_eq!(std::fs::read(&saved.path).unwrap(), plaintext);
     assert_eq!(std::fs::read_dir(downloads.path()).unwrap().count(), 1);
     assert!(!home.path().join("etc").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_attachment_is_uploaded_once_and_saved_by_every_member() {
+    const CAROL: &str = "carol@example.org";
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let alice = server.enroll(home.path(), ALICE).await;
+    let mut bob = server.enroll(home.path(), BOB).await;
+    let mut carol = server.enroll(home.path(), CAROL).await;
+    let group = alice
+        .group_create("design", &[BOB.to_owned(), CAROL.to_owned()])
+        .await
+        .unwrap();
+
+    let file = home.path().join("mockup.png");
+    let data = content(200_000);
+    std::fs::write(&file, &data).unwrap();
+    let report = alice
+        .send_group_attachment(group.id, &file, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.distributed_to.len(), 2);
+    assert_eq!(temp_files(&home.path().join(ALICE)), 0, "temp file removed");
+    let conversation = confianza_client::groups::group_conversation(&group.id);
+    let mine = alice.history(&conversation, 10).await.unwrap();
+    assert_eq!(
+        (
+            mine[0].kind.as_str(),
+            mine[0].body.as_str(),
+            mine[0].outgoing
+        ),
+        ("attachment", "mockup.png", true)
+    );
+
+    let mut blob_size = 0;
+    for member in [&mut bob, &mut carol] {
+        let message = next_message(member).await;
+        assert_eq!(
+            (
+                message.kind.as_str(),
+                message.body.as_str(),
+                message.peer.as_str()
+            ),
+            ("attachment", "mockup.png", ALICE)
+        );
+        assert_eq!(message.conversation, conversation);
+        let incoming = member.attachment(message.id).await.unwrap().unwrap();
+        blob_size = incoming.blob_size;
+        let downloads = tempfile::tempdir().unwrap();
+        let saved = member
+            .save_attachment(message.id, downloads.path(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&saved.path).unwrap(), data);
+    }
+    // One upload: the server holds one copy of the blob, whatever the number of members.
+    let stored: u64 = server
+        .blob_files()
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    assert_eq!(stored, blob_size);
 }

@@ -15,7 +15,6 @@ use confianza_client::messaging::ClientEvent;
 use confianza_client::sealing::Passphrase;
 use confianza_client::store::{DATABASE_FILE, Protection};
 use confianza_client::trust::{TrustError, fingerprint_hex};
-use confianza_noise::StaticKeyPair;
 use confianza_pki::seal::SealParams;
 use confianza_pki::signer::CaAlgorithm;
 use confianza_server::authority::Authority;
@@ -50,14 +49,10 @@ impl Server {
         let database = Database::open_sqlite_file(&authority.layout().database())
             .await
             .unwrap();
-        let noise = confianza_noise::ServerConfig::new(
-            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-            authority.noise_certificate_der(),
-        )
-        .unwrap();
+        let noise = confianza_server::service::handshake::server_config(&authority).unwrap();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let options = ServiceOptions::new(
-            AnyMessageStore::new(&database),
+            AnyMessageStore::new(&database).expect("message store"),
             Arc::new(authority.clone()),
             noise,
             any,
@@ -299,7 +294,8 @@ async fn init_refuses_bad_codes_wrong_roots_and_unknown_servers() {
     );
     assert!(!dir.join(DATABASE_FILE).exists());
 
-    // A root that is not the one the user was told about.
+    // A root that is not the one the user was told about: refused in the handshake, before
+    // the code is sent.
     let dir = home.path().join("carol");
     let mut carol = options(
         &server,
@@ -312,7 +308,7 @@ async fn init_refuses_bad_codes_wrong_roots_and_unknown_servers() {
     assert!(
         matches!(
             error,
-            ClientError::Trust(TrustError::FingerprintMismatch { .. })
+            ClientError::ServerRefused(TrustError::FingerprintMismatch { .. })
         ),
         "{error}"
     );
@@ -440,4 +436,183 @@ async fn a_group_fans_out_one_ciphertext_and_rekeys_when_a_member_leaves() {
     if let Some(running) = server.running {
         running.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_travel_encrypted_and_can_be_turned_off() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut clients = Vec::new();
+    for name in ["alice", "bob"] {
+        let address = format!("{name}@example.org");
+        let (mut client, _) = Client::init(options(
+            &server,
+            &home.path().join(name),
+            &address,
+            server.code(&address).await,
+        ))
+        .await
+        .unwrap();
+        client.connect().await.unwrap();
+        drain(&mut client).await;
+        clients.push(client);
+    }
+    let [mut alice, mut bob]: [Client; 2] = clients.try_into().ok().unwrap();
+    let (alice_address, bob_address) = ("alice@example.org", "bob@example.org");
+    alice.send_text(bob_address, "one").await.unwrap();
+    alice.send_text(bob_address, "two").await.unwrap();
+    let seen = vec![next_message(&mut bob).await, next_message(&mut bob).await];
+    assert!(seen.iter().all(|message| !message.read));
+
+    let report = bob.mark_seen(&seen, true).await.unwrap();
+    assert_eq!((report.marked, report.receipts_sent_to.len()), (2, 1));
+    assert!(report.failed.is_empty());
+    let read = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match alice.next_event().await.unwrap() {
+                ClientEvent::Read { reader, count } => return (reader, count),
+                ClientEvent::Message(message) => panic!("unexpected message {message:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(read, (bob_address.to_owned(), 2));
+    let history = alice.history(bob_address, 10).await.unwrap();
+    assert_eq!(history.len(), 2, "the receipt is not shown: {history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|message| message.outgoing && message.read)
+    );
+    // Bob's side: seen, and a second call sends nothing.
+    let history = bob.history(alice_address, 10).await.unwrap();
+    assert!(history.iter().all(|message| message.read));
+    let again = bob.mark_seen(&history, true).await.unwrap();
+    assert_eq!(again, Default::default());
+
+    // Receipts turned off: marked seen locally, nothing sent.
+    alice.send_text(bob_address, "three").await.unwrap();
+    let third = next_message(&mut bob).await;
+    let report = bob.mark_seen(&[third], false).await.unwrap();
+    assert_eq!((report.marked, report.receipts_sent_to.len()), (1, 0));
+    bob.send_text(alice_address, "ok").await.unwrap();
+    let events = tokio::time::timeout(PATIENCE, async {
+        let mut events = Vec::new();
+        loop {
+            let event = alice.next_event().await.unwrap();
+            let done = matches!(&event, ClientEvent::Message(m) if m.body == "ok");
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, ClientEvent::Read { .. })),
+        "{events:?}"
+    );
+    let history = alice.history(bob_address, 10).await.unwrap();
+    let third = history.iter().find(|m| m.body == "three").unwrap();
+    assert!(!third.read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_offered_and_answered_through_the_server_and_audio_flows() {
+    use confianza_client::call::{self, AudioFormat, Wav};
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut clients = Vec::new();
+    for name in ["alice", "bob"] {
+        let address = format!("{name}@example.org");
+        let (mut client, _) = Client::init(options(
+            &server,
+            &home.path().join(name),
+            &address,
+            server.code(&address).await,
+        ))
+        .await
+        .unwrap();
+        client.connect().await.unwrap();
+        drain(&mut client).await;
+        clients.push(client);
+    }
+    let [mut alice, mut bob]: [Client; 2] = clients.try_into().ok().unwrap();
+    let (alice_address, bob_address) = ("alice@example.org", "bob@example.org");
+
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (invitation, outgoing) =
+        call::start_call(&mut rand::rng(), caller.local_addr().unwrap()).unwrap();
+    alice
+        .send_call_offer(bob_address, &invitation)
+        .await
+        .unwrap();
+    let (sender, received) = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let ClientEvent::CallOffer {
+                sender, invitation, ..
+            } = bob.next_event().await.unwrap()
+            {
+                return (sender, invitation);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(sender, alice_address);
+    assert_eq!(received, invitation, "the offer arrives intact");
+    let history = bob.history(alice_address, 10).await.unwrap();
+    assert_eq!(history.last().unwrap().kind, "call-offer");
+
+    let answerer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer_address = answerer.local_addr().unwrap();
+    bob.send_call_answer(alice_address, received.call_id(), answer_address, true)
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let ClientEvent::CallAnswered {
+                sender,
+                call_id,
+                media_address,
+                accepted,
+            } = alice.next_event().await.unwrap()
+            {
+                return (sender, call_id, media_address, accepted);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        answered,
+        (
+            bob_address.to_owned(),
+            invitation.call_id(),
+            answer_address.to_string(),
+            true
+        )
+    );
+
+    let format = AudioFormat::new(8_000, 1).unwrap();
+    let sent = Wav::new(format, (0..1_600u32).map(|i| (i * 7) as u8).collect()).unwrap();
+    let incoming = received.answer();
+    let receiving = tokio::spawn(async move {
+        incoming
+            .receive_audio(&answerer, Duration::from_secs(10))
+            .await
+    });
+    let connected = outgoing
+        .await_answer(&caller, Duration::from_secs(10))
+        .await
+        .unwrap();
+    connected.send_audio(&caller, &sent).await.unwrap();
+    let heard = receiving.await.unwrap().unwrap();
+    assert_eq!(heard.missing_packets, 0);
+    assert_eq!(heard.wav.to_bytes(), sent.to_bytes());
 }

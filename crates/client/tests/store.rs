@@ -106,6 +106,61 @@ async fn secrets_round_trip_sealed_under_a_passphrase() {
     assert!(store.session("bob@example.org", 2).await.unwrap().is_none());
 }
 
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A refused open creates no file: no `-wal` or `-shm` is left beside a store that had none,
+/// and the store still opens with the right passphrase afterwards, its secrets intact.
+#[tokio::test]
+async fn a_refused_open_leaves_no_wal_or_shm_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("alice");
+    let mut r = rng(20);
+    let store = Store::create(&profile, &protected("correct horse"), &mut r)
+        .await
+        .unwrap();
+    let identity = IdentityKeyPair::generate(&mut r);
+    store
+        .save_device_secrets(&identity, &[3u8; 32])
+        .await
+        .unwrap();
+    store.close().await;
+    let names = file_names(&profile);
+    assert_eq!(names, vec![DATABASE_FILE.to_owned()], "a closed store");
+    let before = snapshot(&profile);
+
+    for attempt in 0..3 {
+        let error = Store::open(&profile, || Some(passphrase("battery staple")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::Sealing(SealingError::WrongPassphrase)),
+            "{error}"
+        );
+        let error = Store::open(&profile, || None).await.unwrap_err();
+        assert!(matches!(error, StoreError::PassphraseRequired), "{error}");
+        assert_eq!(file_names(&profile), names, "after attempt {attempt}");
+    }
+    assert_eq!(snapshot(&profile), before);
+
+    let store = Store::open(&profile, || Some(passphrase("correct horse")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.identity().await.unwrap().identity_key().serialize(),
+        identity.identity_key().serialize()
+    );
+    assert_eq!(*store.noise_secret().await.unwrap(), [3u8; 32]);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn a_wrong_passphrase_is_refused_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,4 +470,52 @@ async fn an_incoming_message_is_committed_once() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].body, "hello");
     assert_eq!(history[0].server_at_ms, Some(2));
+}
+
+/// A contact's certificate is kept with the key it certifies: the same key seen again without
+/// one keeps it, a different key drops it.
+#[tokio::test]
+async fn a_contacts_certificate_is_kept_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(21);
+    let store = Store::create(&dir.path().join("alice"), &Protection::KeyFile, &mut r)
+        .await
+        .unwrap();
+    let bob = "bob@example.org";
+    assert_eq!(store.contact_certificate(bob).await.unwrap(), None);
+
+    let first_key = IdentityKeyPair::generate(&mut r).identity_key().serialize();
+    store
+        .save_certified_contact(bob, &first_key, b"certificate one", 1)
+        .await
+        .unwrap();
+    let contact = store.contact(bob).await.unwrap().unwrap();
+    assert!(contact.certified);
+    assert_eq!(
+        store.contact_certificate(bob).await.unwrap().as_deref(),
+        Some(&b"certificate one"[..])
+    );
+    // The same key, from a sender without a certificate: the certificate stays.
+    store.save_contact(bob, &first_key, false, 2).await.unwrap();
+    assert_eq!(
+        store.contact_certificate(bob).await.unwrap().as_deref(),
+        Some(&b"certificate one"[..])
+    );
+    // A renewed certificate for the same key replaces it.
+    store
+        .save_certified_contact(bob, &first_key, b"certificate two", 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.contact_certificate(bob).await.unwrap().as_deref(),
+        Some(&b"certificate two"[..])
+    );
+    // An accepted new key without a certificate: the old certificate no longer applies.
+    let second_key = IdentityKeyPair::generate(&mut r).identity_key().serialize();
+    store
+        .save_contact(bob, &second_key, false, 4)
+        .await
+        .unwrap();
+    assert_eq!(store.contact_certificate(bob).await.unwrap(), None);
+    assert!(!store.contact(bob).await.unwrap().unwrap().certified);
 }

@@ -1,13 +1,19 @@
 //! Trust refusals with certificates from `confianza-pki`: forged bundles, another CA, the wrong
-//! name, revocation by CRL and by stapled OCSP, expiry, the server's certificate, the pinned
-//! root's fingerprint.
+//! name, revocation by CRL and by stapled OCSP, expiry, the server's certificate and the chain
+//! in its handshake (at first contact and later), the pinned root's fingerprint.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::time::Duration;
 
-use confianza_client::trust::{PinnedCa, RevocationInfo, TrustError, fingerprint_hex};
+use confianza_api::ServerHandshakePayload;
+use confianza_client::account::{Client, ClientError, InitOptions};
+use confianza_client::store::{DATABASE_FILE, Protection};
+use confianza_client::trust::{
+    FirstContact, PinnedCa, RevocationInfo, TrustError, fingerprint_hex,
+};
+use confianza_noise::{ServerConfig, StaticKeyPair};
 use confianza_pki::ocsp::Status;
 use confianza_pki::path::{CrlReason, CrlSet, parse_crl};
 use confianza_protocol::keys::IdentityKeyPair;
@@ -290,4 +296,167 @@ fn the_root_is_pinned_by_fingerprint_when_one_is_given() {
     // A chain whose last certificate is not a root.
     let not_root = vec![org.intermediate.certificate_der().to_vec()];
     assert!(PinnedCa::from_enrollment_chain(&not_root, None).is_err());
+}
+
+const SERVER_NAME: &str = "chat.example.org";
+
+/// What a server presents in its handshake: `certificate` under `chain`.
+fn handshake_payload(certificate: &[u8], chain: Vec<Vec<u8>>) -> Vec<u8> {
+    ServerHandshakePayload {
+        certificate: certificate.to_vec(),
+        ca_chain: chain,
+    }
+    .encode()
+    .unwrap()
+}
+
+#[test]
+fn first_contact_pins_the_presented_root_and_checks_the_server_with_it() {
+    let mut r = rng(12);
+    let org = Org::new("Example Org", &mut r);
+    let key = *x25519_dalek_public(&[7u8; 32]);
+    let cert = org.noise_certificate(&key, SERVER_NAME, &mut r);
+    let genuine = handshake_payload(&cert, org.chain());
+    let fingerprint = fingerprint_hex(org.root.certificate_der());
+
+    // The fingerprint the user was given matches; the name is the host's.
+    let trusted = FirstContact::new(Some(SERVER_NAME.into()), Some(fingerprint.clone()))
+        .check(&key, &genuine, now())
+        .expect("genuine server");
+    assert_eq!(trusted.ca.root_fingerprint(), fingerprint);
+    assert_eq!(trusted.server_name, SERVER_NAME);
+    // Reached by IP address, trust on first use: the name comes from the certificate.
+    let trusted = FirstContact::new(None, None)
+        .check(&key, &genuine, now())
+        .expect("genuine server");
+    assert_eq!(trusted.server_name, SERVER_NAME);
+
+    // Another root than the one the user expects.
+    let wrong = "ab".repeat(32);
+    let error = FirstContact::new(None, Some(wrong))
+        .check(&key, &genuine, now())
+        .unwrap_err();
+    assert!(
+        matches!(error, TrustError::FingerprintMismatch { .. }),
+        "{error}"
+    );
+    // Another organisation's server, with its own chain, against our fingerprint.
+    let rogue = Org::new("Rogue", &mut r);
+    let rogue_cert = rogue.noise_certificate(&key, SERVER_NAME, &mut r);
+    let error = FirstContact::new(None, Some(fingerprint.clone()))
+        .check(&key, &handshake_payload(&rogue_cert, rogue.chain()), now())
+        .unwrap_err();
+    assert!(
+        matches!(error, TrustError::FingerprintMismatch { .. }),
+        "{error}"
+    );
+    // A server certificate from another CA behind our chain: refused even on first use.
+    let error = FirstContact::new(None, None)
+        .check(&key, &handshake_payload(&rogue_cert, org.chain()), now())
+        .unwrap_err();
+    assert!(matches!(error, TrustError::WrongCa(_)), "{error}");
+    // Our certificate, replayed by a server with another static key.
+    let error = FirstContact::new(None, Some(fingerprint.clone()))
+        .check(&[1u8; 32], &genuine, now())
+        .unwrap_err();
+    assert_eq!(error, TrustError::ServerKeyMismatch);
+    // The wrong name.
+    let error = FirstContact::new(Some("evil.example.org".into()), None)
+        .check(&key, &genuine, now())
+        .unwrap_err();
+    assert_eq!(error, TrustError::WrongName("evil.example.org".into()));
+    // A bare certificate (no chain) or garbage is not a handshake payload.
+    for junk in [&cert[..], b"", b"\xff\xff"] {
+        let error = FirstContact::new(None, None)
+            .check(&key, junk, now())
+            .unwrap_err();
+        assert!(
+            matches!(error, TrustError::BadHandshakePayload(_)),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn later_connections_check_the_handshake_against_the_pinned_root() {
+    let mut r = rng(13);
+    let org = Org::new("Example Org", &mut r);
+    let key = *x25519_dalek_public(&[8u8; 32]);
+    let cert = org.noise_certificate(&key, SERVER_NAME, &mut r);
+    // Only the root is pinned: the issuing CA comes with the handshake, as an untrusted helper.
+    let ca = PinnedCa::from_der(org.root.certificate_der(), &[]).unwrap();
+    ca.verify_server_payload(
+        &key,
+        &handshake_payload(&cert, org.chain()),
+        SERVER_NAME,
+        now(),
+    )
+    .expect("genuine server");
+    // Without the issuing CA the path does not reach the root.
+    assert!(matches!(
+        ca.verify_server_payload(
+            &key,
+            &handshake_payload(&cert, vec![org.root.certificate_der().to_vec()]),
+            SERVER_NAME,
+            now()
+        ),
+        Err(TrustError::WrongCa(_))
+    ));
+    // Another organisation's server: its chain does not make its root ours.
+    let rogue = Org::new("Rogue", &mut r);
+    let rogue_cert = rogue.noise_certificate(&key, SERVER_NAME, &mut r);
+    let error = ca
+        .verify_server_payload(
+            &key,
+            &handshake_payload(&rogue_cert, rogue.chain()),
+            SERVER_NAME,
+            now(),
+        )
+        .unwrap_err();
+    assert!(matches!(error, TrustError::WrongCa(_)), "{error}");
+}
+
+/// A Noise responder that presents our organisation's chain with a certificate another CA
+/// issued for its key: `init` refuses it in the handshake, so the client's final handshake
+/// message, and every request after it (the enrollment code's above all), is never sent.
+#[tokio::test]
+async fn init_refuses_a_rogue_server_before_sending_the_code() {
+    use confianza_noise::driver::accept;
+
+    let mut r = rng(14);
+    let org = Org::new("Example Org", &mut r);
+    let rogue = Org::new("Rogue", &mut r);
+    let server_key = StaticKeyPair::generate(&mut r);
+    let rogue_cert =
+        rogue.noise_certificate(server_key.public_key().as_bytes(), SERVER_NAME, &mut r);
+    let payload = handshake_payload(&rogue_cert, org.chain());
+    let config = ServerConfig::new(server_key, payload).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut rng = rng(15);
+        accept(socket, &config, &mut rng).await.map(|_| ())
+    });
+
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join("alice");
+    let options = InitOptions {
+        dir: profile.clone(),
+        protection: Protection::KeyFile,
+        server: address.to_string(),
+        server_name: Some(SERVER_NAME.into()),
+        address: "alice@example.org".into(),
+        code: "a-code-that-must-not-leak".into(),
+        expected_ca_fingerprint: Some(fingerprint_hex(org.root.certificate_der())),
+    };
+    let error = Client::init(options).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::ServerRefused(TrustError::WrongCa(_))),
+        "{error}"
+    );
+    // The server never saw the client's final handshake message.
+    let accepted = server.await.unwrap();
+    assert!(accepted.is_err(), "the handshake completed");
+    assert!(!profile.join(DATABASE_FILE).exists());
 }

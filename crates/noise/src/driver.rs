@@ -4,6 +4,11 @@
 //! theirs. The limits are the same: a frame header is checked before its body is allocated,
 //! and a server reads an unauthenticated client's hello into at most
 //! [`MAX_HELLO_FRAME_LEN`] bytes.
+//!
+//! After the handshake both directions batch their system calls: a reader fills a small buffer
+//! ([`READ_BUFFER_LEN`]) and takes every whole frame out of it before reading again, and a
+//! writer can [`NoiseWriter::feed`] several messages and write them with one
+//! [`NoiseWriter::flush`].
 
 use rand_core::CryptoRng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -84,10 +89,22 @@ pub enum StreamRecvError {
     Frame(#[from] FrameIoError),
 }
 
+/// Bytes a reader asks the socket for at once after the handshake. A typical frame (a request,
+/// a message of a few hundred bytes, an acknowledgement) and the frames queued behind it then
+/// cost one read system call together; a larger frame is read straight into its own buffer
+/// once its header has been checked. Every connection holds one, so it is kept small:
+/// 10 000 connections hold 20 MB.
+pub const READ_BUFFER_LEN: usize = 2_048;
+
+/// Capacity a writer keeps between flushes. A burst of fed frames may grow its buffer beyond
+/// this; the flush that ends the burst gives the excess back, so idle connections stay small.
+pub const RETAINED_WRITE_BUFFER: usize = 16 * 1_024;
+
 /// An encrypted, framed message stream.
 pub struct NoiseStream<S> {
     stream: S,
     transport: Transport,
+    incoming: FrameBuffer,
 }
 
 impl<S> core::fmt::Debug for NoiseStream<S> {
@@ -108,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
     /// Receives and decrypts one message; `None` when the peer closed the connection cleanly
     /// between frames.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, StreamRecvError> {
-        match read_frame(&mut self.stream, MAX_FRAME_LEN).await? {
+        match self.incoming.next(&mut self.stream, MAX_FRAME_LEN).await? {
             Some(frame) => Ok(Some(self.transport.decrypt(&frame)?)),
             None => Ok(None),
         }
@@ -135,10 +152,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
             NoiseReader {
                 stream: read,
                 transport: receiver,
+                incoming: self.incoming,
             },
             NoiseWriter {
                 stream: write,
                 transport: sender,
+                pending: Vec::new(),
             },
         )
     }
@@ -148,6 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
 pub struct NoiseReader<R> {
     stream: R,
     transport: TransportReceiver,
+    incoming: FrameBuffer,
 }
 
 impl<R> core::fmt::Debug for NoiseReader<R> {
@@ -159,8 +179,13 @@ impl<R> core::fmt::Debug for NoiseReader<R> {
 impl<R: AsyncRead + Unpin> NoiseReader<R> {
     /// Receives and decrypts one message; `None` when the peer closed the connection cleanly
     /// between frames. The frame's declared length is checked before its body is read.
+    ///
+    /// Frames that arrived together are taken from the buffer without another read, so a
+    /// caller can drain a burst cheaply. Cancelling the call (dropping the future) loses
+    /// nothing while the frame fits [`READ_BUFFER_LEN`]; cancelling the read of a larger frame
+    /// loses the stream's framing, so drop the reader afterwards.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, StreamRecvError> {
-        match read_frame(&mut self.stream, MAX_FRAME_LEN).await? {
+        match self.incoming.next(&mut self.stream, MAX_FRAME_LEN).await? {
             Some(frame) => Ok(Some(self.transport.decrypt(&frame)?)),
             None => Ok(None),
         }
@@ -171,12 +196,22 @@ impl<R: AsyncRead + Unpin> NoiseReader<R> {
     pub fn handshake_hash(&self) -> &[u8; 32] {
         self.transport.handshake_hash()
     }
+
+    /// Whether a whole frame (or a header [`NoiseReader::recv`] refuses) has already been
+    /// read from the socket, so that the next `recv` completes without waiting for it: a
+    /// caller drains a burst with this and never cancels a read half-way.
+    #[must_use]
+    pub fn has_buffered_frame(&self) -> bool {
+        self.incoming.has_whole_frame(MAX_FRAME_LEN)
+    }
 }
 
 /// The sending half of a [`NoiseStream`] after [`NoiseStream::into_split`].
 pub struct NoiseWriter<W> {
     stream: W,
     transport: TransportSender,
+    /// Frames fed and not yet written.
+    pending: Vec<u8>,
 }
 
 impl<W> core::fmt::Debug for NoiseWriter<W> {
@@ -188,15 +223,57 @@ impl<W> core::fmt::Debug for NoiseWriter<W> {
 impl<W: AsyncWrite + Unpin> NoiseWriter<W> {
     /// Encrypts and sends one message (at most
     /// [`crate::limits::MAX_TRANSPORT_PLAINTEXT_LEN`] bytes).
+    /// Equivalent to [`NoiseWriter::feed`] then [`NoiseWriter::flush`]: frames fed before it
+    /// leave in the same write.
     pub async fn send(&mut self, message: &[u8]) -> Result<(), StreamSendError> {
+        self.feed(message)?;
+        self.flush().await?;
+        Ok(())
+    }
+
+    /// Encrypts one message (at most [`crate::limits::MAX_TRANSPORT_PLAINTEXT_LEN`] bytes) and
+    /// appends its frame to the writer's buffer without writing anything: the frame is sent
+    /// by the next [`NoiseWriter::flush`] (or [`NoiseWriter::send`]). The nonce is used
+    /// now, so frames go out in the order they were fed.
+    ///
+    /// The buffer is not bounded here: a caller feeding a queue flushes when the queue is
+    /// empty or when [`NoiseWriter::buffered`] passes its own threshold.
+    pub fn feed(&mut self, message: &[u8]) -> Result<(), StreamSendError> {
         let ciphertext = self.transport.encrypt(message)?;
-        write_frame(&mut self.stream, &ciphertext).await?;
+        // The plaintext limit keeps the ciphertext within a frame; checked all the same.
+        let header = frame_header(ciphertext.len()).map_err(FrameIoError::from)?;
+        self.pending.reserve(header.len() + ciphertext.len());
+        self.pending.extend_from_slice(&header);
+        self.pending.extend_from_slice(&ciphertext);
+        Ok(())
+    }
+
+    /// Bytes fed and not yet written.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes every frame fed so far and flushes the stream. After an error the connection
+    /// is unusable (part of a frame may have been written).
+    pub async fn flush(&mut self) -> Result<(), FrameIoError> {
+        if !self.pending.is_empty() {
+            self.stream.write_all(&self.pending).await?;
+            self.pending.clear();
+            if self.pending.capacity() > RETAINED_WRITE_BUFFER {
+                self.pending.shrink_to(RETAINED_WRITE_BUFFER);
+            }
+        }
+        self.stream.flush().await?;
         Ok(())
     }
 
     /// Shuts down the writing direction of the socket (the peer reads a clean end of stream).
-    pub async fn shutdown(&mut self) -> std::io::Result<()> {
-        self.stream.shutdown().await
+    /// Frames still fed and not flushed are written first.
+    pub async fn shutdown(&mut self) -> Result<(), FrameIoError> {
+        self.flush().await?;
+        self.stream.shutdown().await?;
+        Ok(())
     }
 }
 
@@ -223,6 +300,7 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
         NoiseStream {
             stream,
             transport: established.transport,
+            incoming: FrameBuffer::new(),
         },
         established.server,
     ))
@@ -247,6 +325,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         NoiseStream {
             stream,
             transport: established.transport,
+            incoming: FrameBuffer::new(),
         },
         established.client,
     ))
@@ -261,6 +340,99 @@ async fn write_frame<S: AsyncWrite + Unpin>(
     stream.write_all(message).await?;
     stream.flush().await?;
     Ok(())
+}
+
+/// Frames read ahead: bytes `start..end` of `bytes` arrived and are not consumed yet.
+///
+/// The handshake reads frame by frame (exactly what each message needs, see [`read_frame`]),
+/// so nothing is read ahead before the transport phase starts with an empty buffer.
+struct FrameBuffer {
+    bytes: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameBuffer {
+    fn new() -> Self {
+        Self {
+            bytes: vec![0u8; READ_BUFFER_LEN].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Whether [`FrameBuffer::next`] would return without reading: a whole frame is
+    /// buffered, or a header that breaks `max_len` is.
+    fn has_whole_frame(&self, max_len: usize) -> bool {
+        let available = self.end - self.start;
+        if available < FRAME_HEADER_LEN {
+            return false;
+        }
+        let header = [self.bytes[self.start], self.bytes[self.start + 1]];
+        check_frame_header(header, max_len).map_or(true, |len| available - FRAME_HEADER_LEN >= len)
+    }
+
+    /// The next frame of at most `max_len` bytes; `None` on a clean end of stream before it.
+    async fn next<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        max_len: usize,
+    ) -> Result<Option<Vec<u8>>, FrameIoError> {
+        loop {
+            let available = self.end - self.start;
+            if available >= FRAME_HEADER_LEN {
+                let header = [self.bytes[self.start], self.bytes[self.start + 1]];
+                // Checked before a byte of the body is kept or allocated for.
+                let len = check_frame_header(header, max_len)?;
+                let body_start = self.start + FRAME_HEADER_LEN;
+                if available - FRAME_HEADER_LEN >= len {
+                    let body = self.bytes[body_start..body_start + len].to_vec();
+                    self.start = body_start + len;
+                    if self.start == self.end {
+                        self.start = 0;
+                        self.end = 0;
+                    }
+                    return Ok(Some(body));
+                }
+                if FRAME_HEADER_LEN + len > self.bytes.len() {
+                    // Larger than the buffer: what arrived moves into the frame's own buffer
+                    // and the rest is read straight into it.
+                    let mut body = vec![0u8; len];
+                    let have = self.end - body_start;
+                    body[..have].copy_from_slice(&self.bytes[body_start..self.end]);
+                    self.start = 0;
+                    self.end = 0;
+                    stream
+                        .read_exact(&mut body[have..])
+                        .await
+                        .map_err(eof_is_unexpected)?;
+                    return Ok(Some(body));
+                }
+            }
+            if self.start > 0 {
+                self.bytes.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            // Room is left: a partial frame that fits the buffer is shorter than it.
+            let read = stream.read(&mut self.bytes[self.end..]).await?;
+            if read == 0 {
+                return if self.end == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameIoError::UnexpectedEof)
+                };
+            }
+            self.end += read;
+        }
+    }
+}
+
+fn eof_is_unexpected(error: std::io::Error) -> FrameIoError {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameIoError::UnexpectedEof,
+        _ => FrameIoError::Io(error),
+    }
 }
 
 /// Reads one frame of at most `max_len` bytes; `None` on a clean end of stream before it.
@@ -287,10 +459,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
     stream
         .read_exact(&mut body)
         .await
-        .map_err(|error| match error.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameIoError::UnexpectedEof,
-            _ => FrameIoError::Io(error),
-        })?;
+        .map_err(eof_is_unexpected)?;
     Ok(Some(body))
 }
 
@@ -384,6 +553,64 @@ mod tests {
         };
         let ((), (), pulled, read) = tokio::join!(pushes, requests, pulls, reads);
         assert_eq!((pulled, read), (COUNT, COUNT));
+    }
+
+    #[tokio::test]
+    async fn buffered_frames_are_reported_before_they_are_taken() {
+        let mut rng = rand::rng();
+        let server_config =
+            ServerConfig::new(StaticKeyPair::generate(&mut rng), b"server cert".to_vec())
+                .expect("server config");
+        let client_config = ClientConfig::new(StaticKeyPair::generate(&mut rng));
+        let verifier = |_key: &PublicKey, _certificate: &[u8]| Ok(());
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let mut server_rng = rand::rngs::StdRng::from_rng(&mut rng);
+        let mut client_rng = rand::rngs::StdRng::from_rng(&mut rng);
+        let server = async move {
+            accept(server_io, &server_config, &mut server_rng)
+                .await
+                .expect("accept")
+        };
+        let client = async move {
+            connect(
+                client_io,
+                &client_config,
+                None,
+                &verifier,
+                b"",
+                &mut client_rng,
+            )
+            .await
+            .expect("connect")
+        };
+        let ((server_stream, _), (client_stream, _)) = tokio::join!(server, client);
+        let (_server_reader, mut server_writer) = server_stream.into_split();
+        let (mut client_reader, _client_writer) = client_stream.into_split();
+
+        assert!(!client_reader.has_buffered_frame(), "nothing read yet");
+        server_writer.feed(b"one").expect("feed");
+        server_writer.feed(b"two").expect("feed");
+        server_writer.flush().await.expect("flush");
+        // The first read brings both frames: the second is then waiting in the buffer.
+        assert_eq!(
+            client_reader.recv().await.expect("recv"),
+            Some(b"one".to_vec())
+        );
+        assert!(client_reader.has_buffered_frame());
+        assert_eq!(
+            client_reader.recv().await.expect("recv"),
+            Some(b"two".to_vec())
+        );
+        assert!(!client_reader.has_buffered_frame());
+
+        // A frame larger than the read buffer is never reported as buffered.
+        server_writer
+            .send(&vec![7u8; READ_BUFFER_LEN * 2])
+            .await
+            .expect("send");
+        assert!(!client_reader.has_buffered_frame());
+        let large = client_reader.recv().await.expect("recv").expect("a frame");
+        assert_eq!(large.len(), READ_BUFFER_LEN * 2);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! client; `pipes` maps client and server onto initiator and responder (they swap in
 //! XXfallback).
 
-use crate::keys::{PUBLIC_KEY_LEN, PublicKey, StaticKeyPair};
+use crate::keys::{PUBLIC_KEY_LEN, PublicKey, RemoteKey, StaticKeyPair};
 use crate::limits::{MAX_FRAME_LEN, TAG_LEN};
 use crate::symmetric::{CipherState, HASH_LEN, SymmetricState};
 
@@ -78,8 +78,9 @@ pub(crate) struct HandshakeState {
     next_message: usize,
     s: StaticKeyPair,
     e: StaticKeyPair,
-    rs: Option<PublicKey>,
-    re: Option<PublicKey>,
+    /// Remote keys with their Edwards form, each mapped once for all its Diffie-Hellmans.
+    rs: Option<RemoteKey>,
+    re: Option<RemoteKey>,
 }
 
 pub(crate) struct HandshakeInit<'a> {
@@ -114,8 +115,8 @@ impl HandshakeState {
             next_message: 0,
             s: init.s,
             e: init.e,
-            rs: init.rs,
-            re: init.re,
+            rs: init.rs.map(RemoteKey::new),
+            re: init.re.map(RemoteKey::new),
         })
     }
 
@@ -136,17 +137,17 @@ impl HandshakeState {
     }
 
     pub(crate) fn remote_static(&self) -> Option<PublicKey> {
-        self.rs
+        self.rs.as_ref().map(RemoteKey::key)
     }
 
     fn mix_dh(&mut self, token: Token) -> Result<(), HandshakeFault> {
         let missing = HandshakeFault::MissingKey;
         // `es` is DH(initiator's e, responder's s); `se` the other way round.
         let shared = match (token, self.initiator) {
-            (Ee, _) => self.e.diffie_hellman(&self.re.ok_or(missing)?),
-            (Ss, _) => self.s.diffie_hellman(&self.rs.ok_or(missing)?),
-            (Es, true) | (Se, false) => self.e.diffie_hellman(&self.rs.ok_or(missing)?),
-            (Es, false) | (Se, true) => self.s.diffie_hellman(&self.re.ok_or(missing)?),
+            (Ee, _) => self.e.diffie_hellman(self.re.as_ref().ok_or(missing)?),
+            (Ss, _) => self.s.diffie_hellman(self.rs.as_ref().ok_or(missing)?),
+            (Es, true) | (Se, false) => self.e.diffie_hellman(self.rs.as_ref().ok_or(missing)?),
+            (Es, false) | (Se, true) => self.s.diffie_hellman(self.re.as_ref().ok_or(missing)?),
             (E | S, _) => return Err(missing),
         }
         .ok_or(HandshakeFault::WeakKey)?;
@@ -208,7 +209,7 @@ impl HandshakeState {
                     let (key, tail) = take(rest, PUBLIC_KEY_LEN)?;
                     let re = PublicKey::from_slice(key).ok_or(HandshakeFault::Truncated)?;
                     self.symmetric.mix_hash(key);
-                    self.re = Some(re);
+                    self.re = Some(RemoteKey::new(re));
                     rest = tail;
                 }
                 S => {
@@ -218,7 +219,8 @@ impl HandshakeState {
                         .symmetric
                         .decrypt_and_hash(sealed)
                         .map_err(|_| HandshakeFault::Decrypt)?;
-                    self.rs = Some(PublicKey::from_slice(&key).ok_or(HandshakeFault::Truncated)?);
+                    let rs = PublicKey::from_slice(&key).ok_or(HandshakeFault::Truncated)?;
+                    self.rs = Some(RemoteKey::new(rs));
                     rest = tail;
                 }
                 dh => self.mix_dh(dh)?,

@@ -29,12 +29,28 @@
 //!
 //! ## Private OIDs
 //!
-//! The project has no IANA Private Enterprise Number yet, so its arc sits under RFC 5612's
-//! documentation PEN 32473, which IANA never assigns to anyone: `1.3.6.1.4.1.32473.7070`
-//! ([`CONFIANZA_ARC`]). Moving to a registered PEN is a change of that one constant.
+//! The project's arc is self-assigned from a UUID generated for it,
+//! `897c9684-3972-4f54-8ac5-f4b183478f12` ([`CONFIANZA_UUID`]), so it needs no registration and
+//! collides with nobody's. X.667's own form for that, `2.25.<the UUID as one integer>`
+//! (`2.25.182751133070328630576946556366423035666`), cannot be used: its single 128-bit arc
+//! is refused by `const-oid` (arcs are `u32`, deliberately: RustCrypto/formats#1984), hence
+//! by `x509-cert`'s decoder, so our own path validation could not read our certificates; and
+//! by Go's `crypto/x509` (arcs of at most 31 bits, golang/go#30757), which would reject every
+//! certificate carrying the extended key usage or the renewal extension.
+//!
+//! The same UUID is therefore written under the arc Microsoft set aside for GUID-based OIDs,
+//! `1.2.840.113556.1.8000.2554`, which anyone may use without asking: the 32 hex digits are
+//! split into groups of 4, 4, 4, 4, 4, 6 and 6 digits, each written in decimal, so every arc
+//! fits in 24 bits and every X.509 implementation reads it. The result is
+//! `1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682`
+//! ([`CONFIANZA_ARC`]; the unit tests derive it from the UUID). It is 35 bytes of DER
+//! beside 12 for a registered PEN. Moving to an IANA Private Enterprise Number later is a
+//! change of these constants, plus accepting both arcs while certificates issued under this
+//! one are still valid.
 //!
 //! ```text
-//! id-confianza                     OBJECT IDENTIFIER ::= { 1 3 6 1 4 1 32473 7070 }
+//! id-confianza                     OBJECT IDENTIFIER ::= {
+//!     1 2 840 113556 1 8000 2554 35196 38532 14706 20308 35525 16036227 4689682 }
 //! id-kp-confianzaIdentity          ::= { id-confianza 1 1 }  -- user identity keys
 //! id-kp-confianzaNoiseServer       ::= { id-confianza 1 2 }  -- server Noise static key
 //! id-kp-confianzaRaOfficer         ::= { id-confianza 1 3 }  -- RA officer credentials
@@ -57,20 +73,29 @@ use crate::signer::{
     ID_EC_PUBLIC_KEY, ID_ED25519, ID_X25519, RSA_ENCRYPTION, SECP256R1, SECP384R1,
 };
 
-/// The Confianza private arc (see the module documentation).
-pub const CONFIANZA_ARC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.7070");
+/// The UUID the Confianza arc is made from (see the module documentation).
+pub const CONFIANZA_UUID: u128 = 0x897c9684_3972_4f54_8ac5_f4b183478f12;
+/// The Confianza private arc: [`CONFIANZA_UUID`] under Microsoft's GUID-based arc (see the
+/// module documentation).
+pub const CONFIANZA_ARC: ObjectIdentifier = ObjectIdentifier::new_unwrap(
+    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682",
+);
 /// Extended key usage of user identity certificates.
-pub const ID_KP_CONFIANZA_IDENTITY: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.7070.1.1");
+pub const ID_KP_CONFIANZA_IDENTITY: ObjectIdentifier = ObjectIdentifier::new_unwrap(
+    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.1.1",
+);
 /// Extended key usage of the server's Noise static key certificate.
-pub const ID_KP_CONFIANZA_NOISE_SERVER: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.7070.1.2");
+pub const ID_KP_CONFIANZA_NOISE_SERVER: ObjectIdentifier = ObjectIdentifier::new_unwrap(
+    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.1.2",
+);
 /// Extended key usage of RA officer credentials.
-pub const ID_KP_CONFIANZA_RA_OFFICER: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.7070.1.3");
+pub const ID_KP_CONFIANZA_RA_OFFICER: ObjectIdentifier = ObjectIdentifier::new_unwrap(
+    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.1.3",
+);
 /// Non-critical extension naming the serial of the certificate this one renews or re-keys.
-pub const ID_CONFIANZA_PREVIOUS_CERTIFICATE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.7070.2.1");
+pub const ID_CONFIANZA_PREVIOUS_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap(
+    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.2.1",
+);
 /// id-kp-serverAuth (RFC 5280).
 pub const ID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
 /// id-kp-clientAuth (RFC 5280).
@@ -646,6 +671,75 @@ pub fn encode_simple_name(common_name: &str, organisation: Option<&str>) -> der:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The arcs of `oid` (const-oid's own iterator).
+    fn arcs(oid: &ObjectIdentifier) -> Vec<u32> {
+        oid.arcs().collect()
+    }
+
+    #[test]
+    fn the_arc_is_the_project_uuid_under_the_guid_arc() {
+        // Microsoft's GUID arc, then the UUID's hex digits in groups of 4,4,4,4,4,6,6.
+        let hex = format!("{CONFIANZA_UUID:032x}");
+        let mut expected = vec![1u32, 2, 840, 113_556, 1, 8000, 2554];
+        let mut at = 0;
+        for width in [4, 4, 4, 4, 4, 6, 6] {
+            let group = hex.get(at..at + width).expect("32 hex digits");
+            expected.push(u32::from_str_radix(group, 16).expect("hex"));
+            at += width;
+        }
+        assert_eq!(at, 32);
+        assert_eq!(arcs(&CONFIANZA_ARC), expected);
+        // A version-4, RFC 4122-variant UUID: the randomly generated kind.
+        assert_eq!((CONFIANZA_UUID >> 76) & 0xf, 4);
+        assert_eq!((CONFIANZA_UUID >> 62) & 0b11, 0b10);
+        // The same UUID as X.667's 2.25 form given for the project.
+        assert_eq!(
+            CONFIANZA_UUID.to_string(),
+            "182751133070328630576946556366423035666"
+        );
+    }
+
+    #[test]
+    fn every_private_oid_sits_under_the_arc_and_fits_every_parser() {
+        let base = arcs(&CONFIANZA_ARC);
+        for (oid, suffix) in [
+            (ID_KP_CONFIANZA_IDENTITY, [1, 1]),
+            (ID_KP_CONFIANZA_NOISE_SERVER, [1, 2]),
+            (ID_KP_CONFIANZA_RA_OFFICER, [1, 3]),
+            (ID_CONFIANZA_PREVIOUS_CERTIFICATE, [2, 1]),
+        ] {
+            let mut expected = base.clone();
+            expected.extend(suffix);
+            assert_eq!(arcs(&oid), expected, "{oid}");
+            // Go's crypto/x509 refuses a certificate with an arc of more than 31 bits.
+            assert!(expected.iter().all(|&a| a < 1 << 31), "{oid}");
+            // DER round trip through the decoder path validation uses.
+            let der = oid.to_der().expect("encode");
+            assert_eq!(ObjectIdentifier::from_der(&der).expect("decode"), oid);
+        }
+    }
+
+    #[test]
+    fn the_x667_uuid_form_is_unusable_with_const_oid() {
+        // Why the arc is not 2.25.<uuid> (module documentation): const-oid refuses the 128-bit
+        // arc, both from text and from DER. If this ever passes, the 2.25 form can be revisited.
+        let text = format!("2.25.{CONFIANZA_UUID}.1.1");
+        assert!(ObjectIdentifier::new(&text).is_err());
+        let mut body = vec![0x69u8]; // 2 * 40 + 25
+        let mut groups = Vec::new();
+        let mut rest = CONFIANZA_UUID;
+        while rest > 0 {
+            groups.push((rest & 0x7f) as u8);
+            rest >>= 7;
+        }
+        for (i, g) in groups.iter().enumerate().rev() {
+            body.push(if i == 0 { *g } else { g | 0x80 });
+        }
+        body.extend([1, 1]);
+        assert_eq!(body.len(), 22);
+        assert!(ObjectIdentifier::from_bytes(&body).is_err());
+    }
 
     fn x25519_spki() -> Vec<u8> {
         let mut v = vec![

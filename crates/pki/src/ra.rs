@@ -31,7 +31,7 @@ use crate::ca::IssuedCertificate;
 use crate::crl::{Revocation, RevocationReason};
 use crate::limits::{MAX_COMMENT_LEN, MAX_ENROLLMENT_CODE_LEN};
 use crate::profile::{
-    CertificateKind, CertificateTemplate, ID_KP_CONFIANZA_RA_OFFICER, SubjectName,
+    CertificateKind, CertificateTemplate, ID_KP_CONFIANZA_RA_OFFICER, ProfileError, SubjectName,
 };
 use crate::serial::Serial;
 
@@ -144,15 +144,65 @@ fn check_comment(comment: Option<&str>) -> Result<Option<String>, RaError> {
 }
 
 /// What an officer may act on.
+///
+/// Each entry of [`RaScope::domains`] is read with the name-constraint semantics of RFC 5280
+/// §4.2.1.10, by the form of the name it is compared with:
+///
+/// | entry | DNS name (dNSName) | address `local@host` (rfc822Name) |
+/// | --- | --- | --- |
+/// | `example.org` | `example.org` and every name made by adding labels on the left (`chat.example.org`, `a.b.example.org`) | every mailbox at the host `example.org` exactly |
+/// | `.example.org` | the names below `example.org`, not `example.org` itself | every mailbox at a host below `example.org` (`alice@eng.example.org`), not at `example.org` |
+/// | `alice@example.org` | none | that one mailbox |
+///
+/// Matching is by whole labels: `example.org` never covers `evil-example.org` nor
+/// `example.org.evil`. Hosts are compared case-insensitively (names are stored lower-case);
+/// the local part of an address is compared exactly (RFC 5280: it is case-sensitive). For
+/// dNSName, RFC 5280 gives a leading dot no meaning; Confianza reads it as "subdomains only",
+/// as for rfc822Name, so that one entry means the same for both forms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaScope {
     /// Certificate kinds the officer may approve and create codes for.
     pub kinds: Vec<CertificateKind>,
-    /// Domains (exact, lower-case) whose names the officer may approve; empty = any domain.
+    /// Name constraints (see the table above), normalised with [`RaScope::parse_entry`];
+    /// empty = any name.
     pub domains: Vec<String>,
 }
 
 impl RaScope {
+    /// Validates and normalises one scope entry: `example.org`, `.example.org` or
+    /// `alice@example.org` (host lower-cased, a trailing dot dropped).
+    pub fn parse_entry(entry: &str) -> Result<String, ProfileError> {
+        if let Some(subdomains) = entry.strip_prefix('.') {
+            let host = SubjectName::dns(subdomains)?;
+            return Ok(format!(".{}", host.as_str()));
+        }
+        if entry.contains('@') {
+            return Ok(SubjectName::address(entry)?.as_str().to_owned());
+        }
+        Ok(SubjectName::dns(entry)?.as_str().to_owned())
+    }
+
+    /// Whether one scope entry (normalised by [`RaScope::parse_entry`]) covers `name`.
+    pub fn entry_covers(entry: &str, name: &SubjectName) -> bool {
+        match name {
+            SubjectName::Dns(host) => match entry.strip_prefix('.') {
+                Some(base) => is_strictly_below(host, base),
+                None if entry.contains('@') => false,
+                None => host == entry || is_strictly_below(host, entry),
+            },
+            SubjectName::Address(address) => {
+                if entry.contains('@') {
+                    return address == entry;
+                }
+                let host = name.domain();
+                match entry.strip_prefix('.') {
+                    Some(base) => is_strictly_below(host, base),
+                    None => host == entry,
+                }
+            }
+        }
+    }
+
     fn covers(&self, template: &CertificateTemplate) -> bool {
         self.covers_names(template.kind(), template.names())
     }
@@ -162,8 +212,14 @@ impl RaScope {
             && (self.domains.is_empty()
                 || names
                     .iter()
-                    .all(|n| self.domains.iter().any(|d| d == n.domain())))
+                    .all(|n| self.domains.iter().any(|d| Self::entry_covers(d, n))))
     }
+}
+
+/// Whether `host` is `base` with one or more whole labels added on the left.
+fn is_strictly_below(host: &str, base: &str) -> bool {
+    host.strip_suffix(base)
+        .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
 }
 
 /// An authenticated RA officer: built from the officer's credential certificate, which must be
@@ -263,10 +319,7 @@ impl RaOfficer {
         now: SystemTime,
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<(EnrollmentCode, StoredEnrollmentCode), RaError> {
-        if !self.scope.kinds.contains(&kind)
-            || !(self.scope.domains.is_empty()
-                || self.scope.domains.iter().any(|d| d == address.domain()))
-        {
+        if !self.scope.covers_names(kind, std::slice::from_ref(address)) {
             return Err(RaError::NotAuthorised);
         }
         let mut raw = Zeroizing::new([0u8; CODE_BYTES]);
@@ -825,6 +878,99 @@ mod tests {
             Some(RaError::CodeExpired)
         );
         assert_eq!(s.used_at, None);
+    }
+
+    fn covered(entry: &str, name: &str) -> bool {
+        let entry = RaScope::parse_entry(entry).expect("scope entry");
+        let name = if name.contains('@') {
+            SubjectName::address(name)
+        } else {
+            SubjectName::dns(name)
+        }
+        .expect("name");
+        RaScope::entry_covers(&entry, &name)
+    }
+
+    #[test]
+    fn dns_scopes_cover_the_domain_and_its_subdomains_by_whole_labels() {
+        assert!(covered("example.org", "example.org"));
+        assert!(covered("example.org", "chat.example.org"));
+        assert!(covered("example.org", "a.b.example.org"));
+        assert!(covered("Example.ORG.", "CHAT.example.org"));
+        // Not a label boundary, or the domain is only a prefix.
+        assert!(!covered("example.org", "evil-example.org"));
+        assert!(!covered("example.org", "example.org.evil"));
+        assert!(!covered("example.org", "org"));
+        assert!(!covered("chat.example.org", "example.org"));
+        // A leading dot: below the domain only.
+        assert!(covered(".example.org", "chat.example.org"));
+        assert!(!covered(".example.org", "example.org"));
+        assert!(!covered(".example.org", "evil-example.org"));
+        // A mailbox entry constrains addresses only.
+        assert!(!covered("alice@example.org", "example.org"));
+    }
+
+    #[test]
+    fn address_scopes_follow_rfc5280_rfc822_name_rules() {
+        // A host: every mailbox at that host exactly.
+        assert!(covered("example.org", "alice@example.org"));
+        assert!(covered("example.org", "alice@EXAMPLE.org"));
+        assert!(!covered("example.org", "alice@eng.example.org"));
+        assert!(!covered("example.org", "alice@evil-example.org"));
+        assert!(!covered("example.org", "alice@example.org.evil"));
+        // A leading dot: mailboxes at hosts below the domain, not at the domain.
+        assert!(covered(".example.org", "alice@eng.example.org"));
+        assert!(covered(".example.org", "alice@a.b.example.org"));
+        assert!(!covered(".example.org", "alice@example.org"));
+        assert!(!covered(".example.org", "alice@evil-example.org"));
+        // A mailbox: that one only; the local part is case-sensitive.
+        assert!(covered("alice@example.org", "alice@Example.org"));
+        assert!(!covered("alice@example.org", "Alice@example.org"));
+        assert!(!covered("alice@example.org", "bob@example.org"));
+    }
+
+    #[test]
+    fn scope_entries_are_validated() {
+        assert_eq!(
+            RaScope::parse_entry(".Example.org").expect("entry"),
+            ".example.org"
+        );
+        assert_eq!(
+            RaScope::parse_entry("alice@Example.org").expect("entry"),
+            "alice@example.org"
+        );
+        for bad in [
+            "",
+            ".",
+            "..example.org",
+            "exa mple.org",
+            "@example.org",
+            "a@b@c.org",
+        ] {
+            assert!(RaScope::parse_entry(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn an_officer_scope_needs_every_name_covered() {
+        let scope = RaScope {
+            kinds: vec![CertificateKind::TlsServer],
+            domains: vec!["example.org".into()],
+        };
+        let names = |list: &[&str]| -> Vec<SubjectName> {
+            list.iter()
+                .map(|n| SubjectName::dns(n).expect("name"))
+                .collect()
+        };
+        assert!(scope.covers_names(
+            CertificateKind::TlsServer,
+            &names(&["example.org", "chat.example.org"])
+        ));
+        assert!(!scope.covers_names(
+            CertificateKind::TlsServer,
+            &names(&["chat.example.org", "chat.evil-example.org"])
+        ));
+        assert!(!scope.covers_names(CertificateKind::TlsClient, &names(&["example.org"])));
     }
 
     #[test]

@@ -202,6 +202,24 @@ fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b))
 }
 
+/// The Argon2id parameters a sealed key was written with, read from its (unauthenticated)
+/// header: to seal a replacement key like the one it replaces. `None` when `sealed` is not a
+/// version-1 sealed key or the parameters are outside the bounds [`open`] accepts.
+pub fn params_of(sealed: &[u8]) -> Option<SealParams> {
+    if sealed.len() < HEADER_LEN || !is_sealed(sealed) {
+        return None;
+    }
+    if sealed.get(4) != Some(&VERSION_1) || sealed.get(5) != Some(&KDF_ARGON2ID) {
+        return None;
+    }
+    let params = SealParams {
+        m_cost_kib: be_u32(sealed, 6)?,
+        t_cost: be_u32(sealed, 10)?,
+        p_cost: be_u32(sealed, 14)?,
+    };
+    params.check().ok().map(|()| params)
+}
+
 /// Opens a sealed key. A wrong passphrase gives [`OpenError::WrongPassphraseOrCorrupt`].
 pub fn open(passphrase: &[u8], sealed: &[u8]) -> Result<SecretKeyDer, OpenError> {
     if sealed.len() > MAX_SEALED_KEY_BYTES {
@@ -251,6 +269,20 @@ mod tests {
     fn sealed() -> Vec<u8> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         seal(b"correct horse", b"\x30\x03pk8", P, &mut rng).expect("seal")
+    }
+
+    #[test]
+    fn params_are_read_back_from_the_header() {
+        let s = sealed();
+        assert_eq!(params_of(&s), Some(P));
+        assert_eq!(params_of(b"\x30\x03pk8"), None);
+        assert_eq!(params_of(&s[..HEADER_LEN - 1]), None);
+        let mut bad = s.clone();
+        bad[4] = 2;
+        assert_eq!(params_of(&bad), None);
+        let mut huge = s;
+        huge[6..10].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(params_of(&huge), None);
     }
 
     #[test]

@@ -330,12 +330,12 @@ fn every_profile_and_ca_algorithm_verifies() {
             let needles: &[&str] = match name.as_str() {
                 "ocsp-signer" => &["OCSP Signing", "OCSP No Check", "Digital Signature"],
                 "noise" => &[
-                    "1.3.6.1.4.1.32473.7070.1.2",
+                    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.1.2",
                     "DNS:chat.example.org",
                     "Key Agreement",
                 ],
                 "ra-officer" => &[
-                    "1.3.6.1.4.1.32473.7070.1.3",
+                    "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.1.3",
                     "TLS Web Client Authentication",
                 ],
                 "identity-long-address" => &["Subject: \n", "Subject Alternative Name: critical"],
@@ -417,7 +417,7 @@ fn text_output_of_identity_certificate_and_crl() {
         "Signature Algorithm: ED25519",
         "Key Agreement",
         "CA:FALSE",
-        "1.3.6.1.4.1.32473.7070.1.1",
+        "1.2.840.113556.1.8000.2554.35196.38532.14706.20308.35525.16036227.4689682.1.1",
         "email:alice@example.org",
         "URI:http://pki.example.org/intermediate.crl",
         "OCSP - URI:http://pki.example.org/ocsp",

@@ -1,7 +1,8 @@
 //! The message store on SQLite (a temporary file, WAL, as the server runs it): how many offline
 //! messages per second `enqueue` stores durably in batches of 1, 64 and 512 (issue 3's goal is
 //! at least 50 000 messages/s), and how fast a reconnecting device drains its mailbox with
-//! `pending` + `acknowledge`.
+//! `pending` + `acknowledge`, and what acknowledging a writer batch of 64 devices costs as one
+//! `acknowledge_batch` against 64 `acknowledge` calls.
 //!
 //! Each message is a 512-byte one-to-one ciphertext (about a padded text message) to one of 64
 //! recipient devices, each of which already holds a backlog of 100 messages, so the queue depth
@@ -44,7 +45,7 @@ impl Setup {
         let Database::Sqlite(pool) = db else {
             unreachable!("a SQLite file opens as SQLite")
         };
-        let store = SqliteStore::new(pool);
+        let store = SqliteStore::open(&pool).expect("message store");
         let enroll = async |address: String, n: u8| {
             let mut noise_key = [n; 32];
             noise_key[..8]
@@ -187,5 +188,70 @@ fn drain(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, enqueue, drain);
+/// A writer batch of acknowledgements: every recipient acknowledges the 4 messages just queued
+/// for it (256 in all), as 64 `acknowledge` calls one after the other or as one
+/// `acknowledge_batch` (one transaction).
+fn acknowledge_batch(c: &mut Criterion) {
+    const PER_DEVICE: usize = 4;
+    let rt = runtime();
+    let mut setup = rt.block_on(Setup::new());
+    let mut group = c.benchmark_group("sqlite_acknowledge_64_devices");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements((RECIPIENTS * PER_DEVICE) as u64));
+    for batched in [false, true] {
+        let name = if batched { "batch" } else { "one_by_one" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iterations {
+                    let batch = setup.batch(RECIPIENTS * PER_DEVICE, u64::MAX);
+                    rt.block_on(async {
+                        setup.store.enqueue(&batch, u64::MAX).await.expect("fill");
+                        // The ids just queued: the last entries of each mailbox (the backlog
+                        // stays).
+                        let mut acks = Vec::with_capacity(RECIPIENTS);
+                        for device in &setup.recipients {
+                            let pending = setup
+                                .store
+                                .pending(device, 0, u32::MAX)
+                                .await
+                                .expect("pending");
+                            let ids: Vec<u64> = pending[pending.len() - PER_DEVICE..]
+                                .iter()
+                                .map(|q| q.delivery_id)
+                                .collect();
+                            acks.push((device.clone(), ids));
+                        }
+                        let start = Instant::now();
+                        let acknowledged = if batched {
+                            setup
+                                .store
+                                .acknowledge_batch(&acks)
+                                .await
+                                .expect("acknowledge batch")
+                        } else {
+                            let mut all = Vec::with_capacity(acks.len());
+                            for (device, ids) in &acks {
+                                all.push(
+                                    setup
+                                        .store
+                                        .acknowledge(device, ids)
+                                        .await
+                                        .expect("acknowledge"),
+                                );
+                            }
+                            all
+                        };
+                        timed += start.elapsed();
+                        assert!(acknowledged.iter().all(|a| a.len() == PER_DEVICE));
+                    });
+                }
+                timed
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, enqueue, drain, acknowledge_batch);
 criterion_main!(benches);

@@ -7,9 +7,7 @@
 //!     cargo test -p confianza-server --test ca_store
 //! ```
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use confianza_server::store::ca::{
     CaStore, CertificateQuery, CertificateRecord, CrlRecord, EnrollmentCodeRecord, EventRecord,
@@ -17,8 +15,10 @@ use confianza_server::store::ca::{
     RevocationRecord, SqlCaStore, StatusFilter, StoredStatus,
 };
 use confianza_server::store::{Database, StoreError};
-use sqlx::AssertSqlSafe;
-use sqlx::postgres::PgPoolOptions;
+use postgres_schema::TestSchema;
+
+#[path = "support/postgres.rs"]
+mod postgres_schema;
 
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
@@ -26,7 +26,7 @@ const ISSUER: &str = "00112233445566778899aabbccddeeff00112233";
 
 enum Cleanup {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { url: String, schema: String },
+    Postgres(TestSchema),
 }
 
 struct Fixture {
@@ -36,19 +36,11 @@ struct Fixture {
 
 impl Fixture {
     async fn finish(self) {
-        if let Cleanup::Postgres { url, schema } = self.cleanup {
+        if let Cleanup::Postgres(schema) = self.cleanup {
             if let Database::Postgres(pool) = self.store.database() {
                 pool.close().await;
             }
-            let admin = PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&url)
-                .await
-                .expect("connect to DATABASE_URL");
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .expect("drop the test schema");
+            schema.drop_schema().await;
         }
     }
 }
@@ -65,32 +57,11 @@ async fn sqlite_fixture() -> Fixture {
 }
 
 async fn postgres_fixture() -> Option<Fixture> {
-    let Ok(url) = std::env::var("DATABASE_URL") else {
-        eprintln!("DATABASE_URL is not set: PostgreSQL CA store test skipped");
-        return None;
-    };
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = DefaultHasher::new();
-    std::time::SystemTime::now().hash(&mut hasher);
-    std::process::id().hash(&mut hasher);
-    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut hasher);
-    let schema = format!("t_{:016x}", hasher.finish());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("connect to DATABASE_URL");
-    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .expect("create the test schema");
-    admin.close().await;
-    let db = Database::connect_postgres_in_schema(&url, &schema)
-        .await
-        .expect("open PostgreSQL");
+    let schema = TestSchema::create("CA store").await?;
+    let db = schema.connect().await;
     Some(Fixture {
         store: SqlCaStore::new(db),
-        cleanup: Cleanup::Postgres { url, schema },
+        cleanup: Cleanup::Postgres(schema),
     })
 }
 

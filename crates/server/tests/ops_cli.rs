@@ -403,6 +403,8 @@ fn offline_root_export_import_and_new_intermediate() {
     );
     ok(&dir, &["ca", "import-root-key", path(&exported)]);
     ok(&dir, &["ca", "new-intermediate"]);
+    // Committed: nothing left in the staging directory of the rotation.
+    assert!(!dir.join("new-intermediate").exists());
     let new_chain = tmp.path().join("new-chain.pem");
     ok(&dir, &["ca", "chain", "--out", path(&new_chain)]);
     let old = std::fs::read_to_string(&old_chain).expect("read");

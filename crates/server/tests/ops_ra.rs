@@ -760,6 +760,84 @@ async fn manual_approval(backend: Backend) {
     );
     backend.fails(&dir, &["ra", "approve", &id2], &[]);
 
+    // Scopes follow RFC 5280 name constraints: `example.org` covers chat.example.org, not
+    // evil-example.org; scope entries outside the CA's domains are refused.
+    let frank = tmp.path().join("frank.pem");
+    backend.ok(
+        &dir,
+        &[
+            "ra",
+            "officers",
+            "add",
+            "frank@example.org",
+            "--scope",
+            "example.org",
+            "--scope",
+            ".example.org",
+            "--out",
+            path(&frank),
+            "--no-passphrase",
+        ],
+    );
+    let as_frank = [
+        "--officer",
+        "frank@example.org",
+        "--credential",
+        path(&frank),
+    ];
+    let submit = |csr: &Path| {
+        backend
+            .ok(
+                &dir,
+                &[
+                    "ra",
+                    "submit",
+                    "--csr",
+                    path(csr),
+                    "--profile",
+                    "tls-server",
+                ],
+            )
+            .trim()
+            .to_owned()
+    };
+    let sub = submit(&openssl_csr(tmp.path(), "chat.example.org"));
+    let sub_cert = tmp.path().join("chat.pem");
+    let mut args = vec!["ra", "approve", &sub, "--out", path(&sub_cert)];
+    args.extend(as_frank);
+    backend.ok(&dir, &args);
+    assert!(sub_cert.exists());
+    for lookalike in ["evil-example.org", "example.org.evil"] {
+        let id = submit(&openssl_csr(tmp.path(), lookalike));
+        let out = tmp.path().join(format!("{lookalike}.pem"));
+        let mut args = vec!["ra", "approve", &id, "--out", path(&out)];
+        args.extend(as_frank);
+        let e = backend.fails(&dir, &args, &[]);
+        assert!(e.contains("not authorised") || e.contains("refused"), "{e}");
+        assert!(!out.exists());
+        assert!(backend.ok(&dir, &["ra", "pending"]).contains(&id));
+    }
+    for scope in ["evil-example.org", "example.org.evil", ".org"] {
+        let out = tmp.path().join("grace.pem");
+        let e = backend.fails(
+            &dir,
+            &[
+                "ra",
+                "officers",
+                "add",
+                "grace@example.org",
+                "--scope",
+                scope,
+                "--out",
+                path(&out),
+                "--no-passphrase",
+            ],
+            &[],
+        );
+        assert!(e.contains("not within"), "{scope}: {e}");
+        assert!(!out.exists());
+    }
+
     // Bad input: one line, nothing recorded.
     let garbage = tmp.path().join("garbage.csr");
     std::fs::write(&garbage, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n").expect("write");

@@ -1,14 +1,15 @@
 //! The blob store end to end over TCP on 127.0.0.1, with blobs in a local folder: chunked
 //! uploads, an interrupted upload resumed on a new connection, downloads equal to the upload,
 //! the size limit at N and N+1, refused offsets and chunk lengths, other accounts, racing
-//! uploads of one chunk, a crash between storing a chunk and counting it, and expiry.
+//! uploads of one chunk, a crash between storing a chunk and counting it, expiry, and the
+//! per-account quota (bytes and count, concurrent creations, freed by expiry).
 
 mod support;
 
 use std::time::{Duration, SystemTime};
 
 use confianza_api::{BlobId, BlobStatus, ErrorCode, RequestBody, ResponseBody};
-use confianza_server::service::{BLOB_CHUNK_SIZE, BlobStore, expire_blobs_once};
+use confianza_server::service::{BLOB_CHUNK_SIZE, BlobQuota, BlobStore, expire_blobs_once};
 use confianza_server::store::MessageStore;
 use support::{TestClient, TestServer};
 
@@ -237,6 +238,134 @@ async fn the_size_limit_is_enforced_at_n_and_n_plus_one() {
         .await
         .expect_err("too large");
     assert_eq!(refused.code, ErrorCode::TooLarge);
+    server.shutdown().await;
+}
+
+async fn try_create(client: &mut TestClient, size: u64) -> Result<BlobId, ErrorCode> {
+    match client.request(RequestBody::BlobCreate { size }).await {
+        Ok(ResponseBody::BlobCreated { blob_id, .. }) => Ok(blob_id),
+        Ok(other) => panic!("not BlobCreated: {other:?}"),
+        Err(error) => Err(error.code),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blob_quota_holds_per_account_in_bytes_and_in_count_and_expiry_frees_it() {
+    const BYTES: u64 = 100_000;
+    let quota = BlobQuota {
+        bytes: BYTES,
+        count: 3,
+    };
+    let (mut server, blobs, _folder) =
+        server_with_blobs(move |blobs| blobs.with_quota(quota)).await;
+    let mut alice = server.enroll("alice@example.org", 1).await;
+    // Exactly the quota fits; an unfinished upload reserves its declared size.
+    create(&mut alice, 60_000).await;
+    create(&mut alice, BYTES - 60_000).await;
+    let refused = alice
+        .request(RequestBody::BlobCreate { size: 1 })
+        .await
+        .expect_err("past the byte quota");
+    assert_eq!(refused.code, ErrorCode::QuotaExceeded);
+    assert!(refused.message.contains("100000"), "{}", refused.message);
+
+    // Another account has its own quota: three blobs, and a fourth is refused by count.
+    let mut bob = server.enroll("bob@example.org", 1).await;
+    for _ in 0..3 {
+        create(&mut bob, 1).await;
+    }
+    let refused = bob
+        .request(RequestBody::BlobCreate { size: 1 })
+        .await
+        .expect_err("past the count quota");
+    assert_eq!(refused.code, ErrorCode::QuotaExceeded);
+    assert!(refused.message.contains("blobs"), "{}", refused.message);
+
+    // Deleted by the expiry task (here 31 days on): the quota is free again.
+    let later = SystemTime::now() + Duration::from_secs(31 * 24 * 60 * 60);
+    assert_eq!(expire_blobs_once(&server.store, &blobs, later).await, 5);
+    create(&mut alice, BYTES).await;
+    create(&mut bob, 1).await;
+    server.shutdown().await;
+
+    // A blob past its time frees its share at once, before any sweep: with blobs that expire
+    // at creation, a quota of one blob never fills.
+    let one = BlobQuota {
+        bytes: 10,
+        count: 1,
+    };
+    let (mut server, _blobs, _folder) =
+        server_with_blobs(move |blobs| blobs.with_ttl(Duration::ZERO).with_quota(one)).await;
+    let mut carol = server.enroll("carol@example.org", 1).await;
+    for _ in 0..3 {
+        create_expired(&mut carol).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_of_one_account_never_pass_its_quota() {
+    const DEVICES: usize = 4;
+    const CREATIONS_EACH: usize = 3;
+    const ALLOWED: u64 = 5;
+    let quota = BlobQuota {
+        bytes: 1 << 20,
+        count: ALLOWED,
+    };
+    let (mut server, _blobs, _folder) =
+        server_with_blobs(move |blobs| blobs.with_quota(quota)).await;
+    let mut devices = Vec::new();
+    for _ in 0..DEVICES {
+        devices.push(server.enroll("dave@example.org", 1).await);
+    }
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|mut device| {
+            tokio::spawn(async move {
+                let ids: Vec<u64> = {
+                    let mut ids = Vec::new();
+                    for _ in 0..CREATIONS_EACH {
+                        ids.push(
+                            device
+                                .send_request(RequestBody::BlobCreate { size: 1_000 })
+                                .await,
+                        );
+                    }
+                    ids
+                };
+                let mut outcomes = Vec::new();
+                for id in ids {
+                    outcomes.push(match device.response(id).await.result {
+                        Ok(ResponseBody::BlobCreated { .. }) => Ok(()),
+                        Ok(other) => panic!("not BlobCreated: {other:?}"),
+                        Err(error) => Err(error.code),
+                    });
+                }
+                (device, outcomes)
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    let mut devices = Vec::new();
+    for task in tasks {
+        let (device, outcomes) = task.await.expect("creator");
+        devices.push(device);
+        for outcome in outcomes {
+            match outcome {
+                Ok(()) => created += 1,
+                Err(ErrorCode::QuotaExceeded) => refused += 1,
+                Err(other) => panic!("unexpected refusal {other:?}"),
+            }
+        }
+    }
+    assert_eq!(created, ALLOWED);
+    assert_eq!(refused, (DEVICES * CREATIONS_EACH) as u64 - ALLOWED);
+    let mut device = devices.pop().expect("a device");
+    assert_eq!(
+        try_create(&mut device, 1).await,
+        Err(ErrorCode::QuotaExceeded)
+    );
     server.shutdown().await;
 }
 

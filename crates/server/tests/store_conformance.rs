@@ -12,7 +12,6 @@ use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use confianza_api::limits::{MAX_GROUP_MEMBERS, MAX_ONE_TIME_PREKEYS_PER_UPLOAD};
 use confianza_api::{
@@ -23,11 +22,13 @@ use confianza_api::{
 use confianza_server::store::{
     Acknowledged, AnyMessageStore, BlobRecord, Database, DeviceAddress, EnqueueOutcome,
     MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, QueuedItem, SqliteStore,
-    StoreError,
+    StoreError, StoredEntry,
 };
 use futures_util::FutureExt;
-use sqlx::AssertSqlSafe;
-use sqlx::postgres::PgPoolOptions;
+use postgres_schema::TestSchema;
+
+#[path = "support/postgres.rs"]
+mod postgres_schema;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -41,7 +42,7 @@ struct Fixture<S> {
 
 enum Cleanup {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { url: String, schema: String },
+    Postgres(TestSchema),
 }
 
 impl<S> Fixture<S> {
@@ -80,17 +81,8 @@ impl<S> Fixture<S> {
             Database::Sqlite(pool) => pool.close().await,
             Database::Postgres(pool) => pool.close().await,
         }
-        if let Cleanup::Postgres { url, schema } = cleanup {
-            let admin = PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&url)
-                .await
-                .expect("connect to drop the schema");
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .expect("drop the test schema");
-            admin.close().await;
+        if let Cleanup::Postgres(schema) = cleanup {
+            schema.drop_schema().await;
         }
     }
 }
@@ -104,7 +96,7 @@ async fn sqlite_fixture() -> Fixture<SqliteStore> {
         unreachable!("a SQLite file opens as SQLite")
     };
     Fixture {
-        store: SqliteStore::new(pool.clone()),
+        store: SqliteStore::open(pool).expect("message store"),
         db,
         cleanup: Cleanup::Sqlite(dir),
     }
@@ -112,36 +104,15 @@ async fn sqlite_fixture() -> Fixture<SqliteStore> {
 
 /// A fresh schema in the `DATABASE_URL` database; `None` (with a note) when it is not set.
 async fn postgres_fixture() -> Option<Fixture<PgStore>> {
-    let Ok(url) = std::env::var("DATABASE_URL") else {
-        eprintln!("DATABASE_URL is not set: PostgreSQL conformance test skipped");
-        return None;
-    };
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = DefaultHasher::new();
-    std::time::SystemTime::now().hash(&mut hasher);
-    std::process::id().hash(&mut hasher);
-    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut hasher);
-    let schema = format!("t_{:016x}", hasher.finish());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("connect to DATABASE_URL");
-    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .expect("create the test schema");
-    admin.close().await;
-    let db = Database::connect_postgres_in_schema(&url, &schema)
-        .await
-        .expect("open PostgreSQL");
+    let schema = TestSchema::create("conformance").await?;
+    let db = schema.connect().await;
     let Database::Postgres(pool) = &db else {
         unreachable!("a PostgreSQL URL opens as PostgreSQL")
     };
     Some(Fixture {
         store: PgStore::new(pool.clone()),
         db,
-        cleanup: Cleanup::Postgres { url, schema },
+        cleanup: Cleanup::Postgres(schema),
     })
 }
 
@@ -195,12 +166,14 @@ conformance!(
     concurrent_claims_fall_back_to_last_resort,
     mailbox_order_cursor_and_limit,
     acknowledge_deletes_only_that_devices_entries,
+    acknowledge_batch_answers_per_device,
     delivery_ids_are_never_reused,
     queue_limit_at_n_and_n_plus_1,
     a_message_is_stored_for_all_recipients_or_none,
     duplicates_are_counted_not_stored,
     group_fan_out_stores_one_body,
     receipts_share_the_mailbox,
+    returned_entries_are_what_the_mailbox_holds,
     expiry_of_messages_and_receipts,
     concurrent_enqueues_keep_delivery_ids_increasing,
     groups_membership_and_admins,
@@ -788,6 +761,67 @@ async fn acknowledge_deletes_only_that_devices_entries<S: MessageStore>(f: &Fixt
     assert_eq!(f.scalar("SELECT COUNT(*) FROM mailbox_entries").await, 0);
 }
 
+async fn acknowledge_batch_answers_per_device<S: MessageStore>(f: &Fixture<S>) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    let carol = enroll(s, "carol", 1).await;
+    // One body shared by Bob and Carol, one message for Bob alone, and a receipt for Bob.
+    s.enqueue(
+        &[
+            message(&alice, 1, &[&bob, &carol]),
+            message(&alice, 2, &[&bob]),
+        ],
+        NO_LIMIT,
+    )
+    .await
+    .expect("enqueue");
+    s.enqueue_receipts(&[receipt_for(&bob, "carol", 7)])
+        .await
+        .expect("receipt");
+    let bobs = ids(&s.pending(&bob, 0, 10).await.expect("pending"));
+    let carols = ids(&s.pending(&carol, 0, 10).await.expect("pending"));
+    assert_eq!((bobs.len(), carols.len()), (3, 1));
+
+    let answers = s
+        .acknowledge_batch(&[
+            (bob.clone(), vec![bobs[2], bobs[1], bobs[0]]),
+            (device("nobody", 1), vec![1]),
+            (carol.clone(), carols.clone()),
+            (bob.clone(), Vec::new()),
+            (carol.clone(), carols.clone()),
+        ])
+        .await
+        .expect("acknowledge batch");
+    let from_alice = |n| Acknowledged {
+        sender: alice.clone(),
+        client_message_id: message_id(n),
+    };
+    assert_eq!(
+        answers,
+        vec![
+            // The receipt is deleted too but is no envelope.
+            vec![from_alice(1), from_alice(2)],
+            vec![],
+            vec![from_alice(1)],
+            vec![],
+            // Already acknowledged by the item before, in the same batch.
+            vec![],
+        ]
+    );
+    assert_eq!(s.queue_depth(&bob).await.expect("depth"), 0);
+    assert_eq!(s.queue_depth(&carol).await.expect("depth"), 0);
+    // The shared body went with the last entry referencing it, within the batch.
+    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 0);
+    assert_eq!(f.scalar("SELECT COUNT(*) FROM receipts").await, 0);
+    assert!(
+        s.acknowledge_batch(&[])
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+}
+
 async fn delivery_ids_are_never_reused<S: MessageStore>(f: &Fixture<S>) {
     let s = &f.store;
     let alice = enroll(s, "alice", 1).await;
@@ -1022,6 +1056,99 @@ async fn receipts_share_the_mailbox<S: MessageStore>(f: &Fixture<S>) {
         .expect("ack");
     assert!(acked.is_empty());
     assert_eq!(s.queue_depth(&alice).await.expect("depth"), 2);
+}
+
+/// The entries of `device` among `returned`, in order.
+fn entries_of(returned: &[StoredEntry], device: &DeviceAddress) -> Vec<Queued> {
+    returned
+        .iter()
+        .filter(|entry| entry.recipient == *device)
+        .map(|entry| entry.entry.clone())
+        .collect()
+}
+
+/// `enqueue_returning` / `enqueue_receipts_returning` store what `enqueue` /
+/// `enqueue_receipts` store; a backend that returns the entries returns exactly what the
+/// mailboxes then hold, with consecutive delivery ids per device (the server hands them to
+/// connected devices instead of reading the mailbox, so they must be identical).
+async fn returned_entries_are_what_the_mailbox_holds<S: MessageStore>(f: &Fixture<S>) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    let carol = enroll(s, "carol", 1).await;
+    let ghost = device("ghost", 1);
+    // Carol's mailbox already holds something: her new ids follow on from it.
+    s.enqueue(&[message(&bob, 1, &[&carol])], NO_LIMIT)
+        .await
+        .expect("enqueue");
+    let before = s.pending(&carol, 0, 10).await.expect("pending");
+
+    let mut group = message(&bob, 3, &[&alice, &carol]);
+    group.group_id = Some(GroupId([9; 16]));
+    group.ciphertext_type = CiphertextType::SenderKey;
+    let (outcomes, returned) = s
+        .enqueue_returning(
+            vec![
+                message(&bob, 2, &[&alice]),
+                group,
+                // Already queued for carol: counted, not stored again.
+                message(&bob, 1, &[&carol]),
+                message(&bob, 4, &[&ghost]),
+            ],
+            NO_LIMIT,
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        outcomes,
+        [
+            stored(&[&alice], 0),
+            stored(&[&alice, &carol], 0),
+            stored(&[], 1),
+            EnqueueOutcome::UnknownRecipient(ghost.clone()),
+        ]
+    );
+    let alice_pending = s.pending(&alice, 0, 10).await.expect("pending");
+    assert_eq!(bodies(&alice_pending), ["body 2", "body 3"]);
+    let carol_pending = s.pending(&carol, 0, 10).await.expect("pending");
+    if let Some(returned) = &returned {
+        assert_eq!(returned.len(), 3);
+        assert_eq!(entries_of(returned, &alice), alice_pending);
+        assert_eq!(entries_of(returned, &carol), carol_pending[before.len()..]);
+        assert_eq!(
+            ids(&carol_pending[before.len() - 1..]),
+            [before[0].delivery_id, before[0].delivery_id + 1],
+            "consecutive ids per device"
+        );
+    }
+
+    let receipts = vec![
+        receipt_for(&alice, "bob", 1),
+        receipt_for(&ghost, "bob", 1),
+        receipt_for(&alice, "carol", 2),
+    ];
+    let returned = s
+        .enqueue_receipts_returning(receipts)
+        .await
+        .expect("receipts");
+    let last = alice_pending.last().map_or(0, |entry| entry.delivery_id);
+    let receipts_pending = s.pending(&alice, last, 10).await.expect("pending");
+    assert_eq!(receipts_pending.len(), 2);
+    if let Some(returned) = &returned {
+        assert_eq!(
+            returned.len(),
+            2,
+            "the receipt for a device that does not exist is dropped"
+        );
+        assert_eq!(entries_of(returned, &alice), receipts_pending);
+        assert_eq!(ids(&receipts_pending), [last + 1, last + 2]);
+    }
+    assert!(
+        s.enqueue_receipts_returning(Vec::new())
+            .await
+            .expect("no receipts")
+            .is_none_or(|returned| returned.is_empty())
+    );
 }
 
 async fn expiry_of_messages_and_receipts<S: MessageStore>(f: &Fixture<S>) {
@@ -1418,7 +1545,7 @@ async fn corrupt_rows_are_errors<S: MessageStore>(f: &Fixture<S>) {
 }
 
 async fn any_store_delegates<S: MessageStore>(f: &Fixture<S>) {
-    let store = AnyMessageStore::new(&f.db);
+    let store = AnyMessageStore::new(&f.db).expect("message store");
     match (&store, &f.db) {
         (AnyMessageStore::Sqlite(_), Database::Sqlite(_))
         | (AnyMessageStore::Postgres(_), Database::Postgres(_)) => {}
@@ -1433,4 +1560,63 @@ async fn any_store_delegates<S: MessageStore>(f: &Fixture<S>) {
     // The generic store sees what the configured one wrote.
     assert_eq!(f.store.queue_depth(&bob).await.expect("depth"), 1);
     assert_eq!(store.devices("bob").await.expect("devices").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only: what the store's own connection accepts
+
+#[tokio::test]
+async fn sqlite_store_refuses_a_database_that_is_not_migrated() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bare.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open SQLite");
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&pool)
+        .await
+        .expect("WAL");
+    let refused = SqliteStore::open(&pool);
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store_refuses_an_in_memory_database() {
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:")
+        .await
+        .expect("open SQLite");
+    let refused = SqliteStore::open(&pool);
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store_outlives_its_pool_and_sees_other_writers() {
+    let f = sqlite_fixture().await;
+    let alice = enroll(&f.store, "alice", 1).await;
+    // A second store on the same file (another node's view, or the store of a restarted
+    // service) sees what the first committed.
+    let Database::Sqlite(pool) = &f.db else {
+        unreachable!("a SQLite fixture")
+    };
+    let second = SqliteStore::open(pool).expect("second store");
+    assert_eq!(second.devices("alice").await.expect("devices").len(), 1);
+    second
+        .enqueue(&[message(&alice, 1, &[&alice])], NO_LIMIT)
+        .await
+        .expect("enqueue");
+    assert_eq!(f.store.queue_depth(&alice).await.expect("depth"), 1);
+    // The pool closes; the stores keep their own connections.
+    let Fixture { store, db, cleanup } = f;
+    if let Database::Sqlite(pool) = db {
+        pool.close().await;
+    }
+    assert_eq!(store.queue_depth(&alice).await.expect("depth"), 1);
+    assert_eq!(second.queue_depth(&alice).await.expect("depth"), 1);
+    drop(cleanup);
 }

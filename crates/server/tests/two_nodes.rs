@@ -1,8 +1,10 @@
 //! Two service nodes of one organisation, as `confianza-server run` with PostgreSQL and NATS
 //! makes them: one CA, one PostgreSQL schema (fresh per test, dropped after), one NATS
 //! subject (fresh per test), two listeners. Clients on different nodes exchange messages live
-//! (the NATS wake-up reaches the other node's connection) and offline, and a one-time prekey
-//! is claimed once under concurrent fetches on both nodes.
+//! (the NATS wake-up reaches the other node's connection) and offline, a one-time prekey
+//! is claimed once under concurrent fetches on both nodes, a device that connects to one
+//! node displaces its older connection on the other, and both nodes read one blob usage per
+//! account (the quota) from PostgreSQL.
 //!
 //! Needs `DATABASE_URL` and `NATS_URL`; each test is skipped with a note when either is unset:
 //!
@@ -16,18 +18,18 @@ mod support;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use confianza_api::{
-    CiphertextType, DeliveryItem, DeviceSelector, Notice, OutgoingEnvelope, RequestBody,
-    ResponseBody,
+    BlobId, CiphertextType, DeliveryItem, DeviceSelector, ErrorCode, Notice, OutgoingEnvelope,
+    RequestBody, ResponseBody,
 };
-use confianza_noise::StaticKeyPair;
 use confianza_pki::seal::SealParams;
 use confianza_pki::signer::CaAlgorithm;
 use confianza_server::authority::Authority;
 use confianza_server::authority::init::{InitOptions, init};
 use confianza_server::service::{NatsLink, ServiceOptions, start};
-use confianza_server::store::{AnyMessageStore, Database};
+use confianza_server::store::{AnyMessageStore, BlobRecord, BlobUsage, Database, MessageStore};
 use rand::Rng;
 use sqlx::AssertSqlSafe;
 use support::{TestClient, TestServer};
@@ -166,12 +168,9 @@ async fn node(
     let database = Database::connect_postgres_in_schema(database_url, schema)
         .await
         .expect("open PostgreSQL");
-    let store = AnyMessageStore::new(&database);
-    let noise = confianza_noise::ServerConfig::new(
-        StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-        authority.noise_certificate_der(),
-    )
-    .expect("noise config");
+    let store = AnyMessageStore::new(&database).expect("message store");
+    let noise =
+        confianza_server::service::handshake::server_config(authority).expect("noise config");
     let localhost: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let mut options = ServiceOptions::new(
         store.clone(),
@@ -362,5 +361,221 @@ async fn a_one_time_prekey_is_claimed_once_across_nodes() {
     let fetches = 2 * FETCHERS_PER_NODE * FETCHES_EACH;
     assert_eq!(handed_out.len(), ONE_TIME_KEYS as usize);
     assert_eq!(without_one_time_key, fetches - ONE_TIME_KEYS as usize);
+    cluster.finish().await;
+}
+
+/// Waits until `sender` holds delivery receipts for every id in `ids` (each receipt is
+/// queued in the commit that deletes the acknowledged entries, so the acks are applied).
+async fn receipts_for(sender: &mut TestClient, ids: &[u8]) {
+    let mut waiting: HashSet<[u8; 16]> = ids.iter().map(|id| [*id; 16]).collect();
+    while !waiting.is_empty() {
+        let delivery = sender.delivery().await;
+        let DeliveryItem::Receipt(receipt) = &delivery.item else {
+            panic!("not a receipt: {delivery:?}");
+        };
+        for id in &receipt.client_message_ids {
+            waiting.remove(id);
+        }
+        sender.ack(vec![delivery.id]).await;
+    }
+}
+
+/// The same device (Noise key, address, id) connected again to `server`; its prekey keys
+/// stay with `client` (these tests upload none).
+async fn same_device(client: &TestClient, server: &TestServer) -> TestClient {
+    let mut again = TestClient::connect(server, client.noise.clone()).await;
+    again.address = client.address.clone();
+    again.device_id = client.device_id;
+    again
+}
+
+/// Receives `count` envelopes, acknowledging each; returns their bodies in order.
+async fn receive(client: &mut TestClient, count: usize) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    for _ in 0..count {
+        let delivery = client.delivery().await;
+        bodies.push(body_of(&delivery.item).to_vec());
+        client.ack(vec![delivery.id]).await;
+    }
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_connecting_to_another_node_displaces_its_older_connection() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let mut alice = cluster.first.enroll("alice@example.org", 1).await;
+    let mut bob_on_first = cluster.first.enroll("bob@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    bob_on_first.notice(|n| *n == Notice::MailboxDrained).await;
+    let bob = Target::of(&bob_on_first);
+
+    // Bob, on the first node, receives and acknowledges one message.
+    send(&mut alice, &bob, b"before", 1).await;
+    assert_eq!(
+        receive(&mut bob_on_first, 1).await,
+        vec![b"before".to_vec()]
+    );
+    receipts_for(&mut alice, &[1]).await;
+
+    // Bob's device connects to the second node while its first connection is still open: the
+    // first connection is closed with the displacement error, as on a single node.
+    let mut bob_on_second = same_device(&bob_on_first, &cluster.second).await;
+    let closed = bob_on_first.closed().await;
+    let error = closed.error.expect("an error frame before the close");
+    assert_eq!(error.code, ErrorCode::Conflict);
+    assert!(error.message.contains("took over"), "{}", error.message);
+    // The acknowledged message is not delivered again.
+    assert!(bob_on_second.backlog_until_drained().await.is_empty());
+
+    // Messages sent through the first node reach bob on the second, in order, each once.
+    for id in 2..=6u8 {
+        send(&mut alice, &bob, format!("after {id}").as_bytes(), id).await;
+    }
+    let expected: Vec<Vec<u8>> = (2..=6u8)
+        .map(|id| format!("after {id}").into_bytes())
+        .collect();
+    assert_eq!(receive(&mut bob_on_second, 5).await, expected);
+    bob_on_second.expect_no_delivery().await;
+    receipts_for(&mut alice, &[2, 3, 4, 5, 6]).await;
+
+    // And back: connecting to the first node again displaces the second connection.
+    let mut bob_back = same_device(&bob_on_second, &cluster.first).await;
+    let closed = bob_on_second.closed().await;
+    assert_eq!(
+        closed.error.expect("an error frame").code,
+        ErrorCode::Conflict
+    );
+    assert!(bob_back.backlog_until_drained().await.is_empty());
+    send(&mut alice, &bob, b"back", 7).await;
+    assert_eq!(receive(&mut bob_back, 1).await, vec![b"back".to_vec()]);
+    bob_back.expect_no_delivery().await;
+
+    drop((alice, bob_back));
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_connecting_to_two_nodes_at_once_keeps_exactly_one_connection() {
+    /// Long enough for a displacement to cross NATS, short enough for a test.
+    const SETTLE: Duration = Duration::from_secs(2);
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let mut alice = cluster.first.enroll("alice@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    let enrolled = cluster.second.enroll("bob@example.org", 1).await;
+    let bob = Target::of(&enrolled);
+    let mut previous = Some(enrolled);
+    for round in 0..2u8 {
+        // The same device connects to both nodes at the same moment (while its previous
+        // connection is still open, which both displace).
+        let device = previous.take().expect("a device");
+        let (mut on_first, mut on_second) = tokio::join!(
+            same_device(&device, &cluster.first),
+            same_device(&device, &cluster.second)
+        );
+        drop(device);
+        let (first_closed, second_closed) =
+            tokio::join!(on_first.try_closed(SETTLE), on_second.try_closed(SETTLE));
+        let mut survivor = match (first_closed, second_closed) {
+            (Some(closed), None) => {
+                assert_eq!(closed.error.expect("error").code, ErrorCode::Conflict);
+                on_second
+            }
+            (None, Some(closed)) => {
+                assert_eq!(closed.error.expect("error").code, ErrorCode::Conflict);
+                on_first
+            }
+            (first, second) => {
+                panic!("exactly one connection must be displaced: {first:?} {second:?}")
+            }
+        };
+        // The survivor alone receives what comes next, once.
+        let id = 20 + round;
+        send(&mut alice, &bob, b"after the race", id).await;
+        let deliveries = survivor.backlog_until_drained().await;
+        let mut bodies: Vec<Vec<u8>> = deliveries
+            .iter()
+            .map(|delivery| body_of(&delivery.item).to_vec())
+            .collect();
+        if bodies.is_empty() {
+            // The drained notice came before the message: it is on its way.
+            bodies = receive(&mut survivor, 1).await;
+        } else {
+            survivor
+                .ack(deliveries.iter().map(|delivery| delivery.id).collect())
+                .await;
+        }
+        assert_eq!(bodies, vec![b"after the race".to_vec()]);
+        survivor.expect_no_delivery().await;
+        receipts_for(&mut alice, &[id]).await;
+        previous = Some(survivor);
+    }
+    drop((alice, previous));
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_nodes_read_one_blob_usage_per_account_from_postgresql() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let now_ms = 1_000_000;
+    let record = |id: u8, owner: &str, size: u64, expires_at_ms: u64| BlobRecord {
+        id: BlobId([id; 16]),
+        owner: owner.to_owned(),
+        size,
+        received: 0,
+        expires_at_ms,
+    };
+    let first = &cluster.first.store;
+    let second = &cluster.second.store;
+    first
+        .create_blob(&record(1, "alice@example.org", 1_000, now_ms + 1))
+        .await
+        .expect("created");
+    second
+        .create_blob(&record(2, "alice@example.org", 2_500, now_ms + 10))
+        .await
+        .expect("created");
+    // Expired at `now_ms` (not yet swept): it no longer counts.
+    first
+        .create_blob(&record(3, "alice@example.org", 7_000, now_ms))
+        .await
+        .expect("created");
+    first
+        .create_blob(&record(4, "bob@example.org", 5, now_ms + 1))
+        .await
+        .expect("created");
+    for store in [first, second] {
+        assert_eq!(
+            store
+                .blob_usage("alice@example.org", now_ms)
+                .await
+                .expect("usage"),
+            BlobUsage {
+                count: 2,
+                bytes: 3_500
+            }
+        );
+        assert_eq!(
+            store
+                .blob_usage("carol@example.org", now_ms)
+                .await
+                .expect("usage"),
+            BlobUsage::default()
+        );
+    }
+    // Swept: the expiry frees the rest.
+    first.expire_blobs(now_ms + 10).await.expect("expired");
+    assert_eq!(
+        second
+            .blob_usage("alice@example.org", now_ms)
+            .await
+            .expect("usage"),
+        BlobUsage::default()
+    );
     cluster.finish().await;
 }

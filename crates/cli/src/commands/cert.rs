@@ -15,10 +15,12 @@ use super::profile::{self, Globals};
 #[derive(Subcommand)]
 pub enum Command {
     /// Prints a certificate or a CRL the way `openssl x509 -text` / `openssl crl -text` do:
-    /// a file (PEM or DER), your own certificate (no argument, or your address), or the
+    /// a file (PEM or DER), your own certificate (no argument, or your address), a contact's
+    /// (their address: the certificate checked when their key was last verified), or the
     /// organisation's pinned CA certificates (--ca).
     Show {
-        /// A certificate or CRL file, or your own address; none for your own certificate.
+        /// A certificate or CRL file, your own address or a contact's; none for your own
+        /// certificate.
         target: Option<String>,
         /// Print the pinned root and the intermediate CA certificates instead.
         #[arg(long, conflicts_with = "target")]
@@ -142,16 +144,24 @@ fn show(globals: &Globals, target: Option<&str>, ca: bool) -> Result<()> {
             return Ok(());
         }
         let own = &client.account().address;
-        match target {
-            Some(address) if address != own => bail!(
-                "{address} is not this profile's address ({own}): contacts' certificates are \
-                 checked when a session starts and not kept"
-            ),
-            _ => {
-                print!("{}", render(&client.account().certificate)?);
-                Ok(())
+        let certificate = match target {
+            Some(address) if address != own => {
+                match client.store().contact_certificate(address).await? {
+                    Some(der) => der,
+                    None if client.store().contact(address).await?.is_some() => bail!(
+                        "no certificate is kept for {address}: their key was learned without \
+                         one; it is kept once their bundle is verified (send them a message)"
+                    ),
+                    None => bail!(
+                        "{address} is not a contact of this profile: its certificate is kept \
+                         once a message is exchanged with them"
+                    ),
+                }
             }
-        }
+            _ => client.account().certificate.clone(),
+        };
+        print!("{}", render(&certificate)?);
+        Ok(())
     })
 }
 

@@ -40,6 +40,10 @@ pub struct Args {
     /// Open this group's conversation first.
     #[arg(long, value_name = "NAME", conflicts_with = "address")]
     pub group: Option<String>,
+    /// Do not tell senders that you read their messages (by default the messages shown in
+    /// the open conversation are acknowledged with end-to-end encrypted read receipts).
+    #[arg(long)]
+    pub no_read_receipts: bool,
 }
 
 /// One entry of the conversation list.
@@ -79,6 +83,8 @@ struct View {
     messages: Vec<StoredMessage>,
     input: String,
     status: String,
+    /// Whether to send read receipts for the messages shown.
+    read_receipts: bool,
 }
 
 impl View {
@@ -169,7 +175,9 @@ fn message_line(message: &StoredMessage) -> Line<'static> {
     let time = profile::format_time(message.server_at_ms.unwrap_or(message.sent_at_ms));
     let clock = time.get(11..19).unwrap_or(&time).to_owned();
     let (who, state) = if message.outgoing {
-        let state = if message.delivered {
+        let state = if message.read {
+            "read"
+        } else if message.delivered {
             "delivered"
         } else {
             "sent"
@@ -232,6 +240,7 @@ async fn ui(terminal: &mut DefaultTerminal, client: &mut Client, args: Args) -> 
         messages: Vec::new(),
         input: String::new(),
         status: "connected".into(),
+        read_receipts: !args.no_read_receipts,
     };
     for group in client.group_list().await.context("cannot list groups")? {
         view.add(Conversation::group(&group));
@@ -353,6 +362,20 @@ async fn reload(client: &Client, view: &mut View) -> Result<()> {
         Some(conversation) => client.history(&conversation.key, HISTORY_IN_VIEW).await?,
         None => Vec::new(),
     };
+    // What is on the screen counts as seen.
+    if view
+        .messages
+        .iter()
+        .any(|message| !message.outgoing && !message.read)
+    {
+        let mut shown = view.messages.clone();
+        if let Some(problem) = super::receive::flush_seen(client, &mut shown, view.read_receipts)
+            .await
+            .pop()
+        {
+            view.status = problem;
+        }
+    }
     Ok(())
 }
 

@@ -4,18 +4,17 @@
 //! SQLite) and the messaging service runs in process on 127.0.0.1. Alice, bob and carol are
 //! enrolled through the RA with the client library exactly as `confianza init` does, each in
 //! its own profile directory, and everything after that goes through the server: bundles from
-//! the prekey directory, mailboxes, group fan-out, stapled OCSP. Two acts run on the protocol
-//! crate in process and say so: reordered deliveries (the server delivers in order) and the
-//! attachment (the client has no blob-store API yet); the call's invitation also travels over
-//! an in-process Signal session for the same reason, while its SRTP audio crosses real UDP
-//! sockets.
+//! the prekey directory, mailboxes, group fan-out, read receipts, the blob store, call
+//! signaling, stapled OCSP; the call's SRTP audio crosses real UDP sockets. The server delivers
+//! a mailbox in order, so the out-of-order act takes a batch of deliveries through the client
+//! library and decrypts them in a shuffled order (what a client sees when messages race over
+//! different paths), and says so.
 
 mod embedded;
-mod offline;
+mod media;
 mod rogue;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,14 +22,11 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args as ClapArgs;
 use confianza_api::{DeviceSelector, RequestBody, ResponseBody};
 use confianza_client::account::{Client, InitOptions};
-use confianza_client::call::{self, AudioFormat, CallInvitation, Wav};
 use confianza_client::messaging::ClientEvent;
 use confianza_client::store::{Protection, StoredMessage};
 use confianza_client::trust::fingerprint_hex;
 use confianza_protocol::keys::IdentityKeyPair;
 use der::Decode;
-use prost::Message as _;
-use tokio::net::UdpSocket;
 use x509_cert::Certificate;
 
 use self::embedded::{DOMAIN, EmbeddedServer, ORGANISATION, SERVER_NAME};
@@ -47,10 +43,6 @@ const CAROL: &str = "carol@example.org";
 const PATIENCE: Duration = Duration::from_secs(10);
 /// How long the demo waits to be sure something does not happen.
 const QUIET: Duration = Duration::from_millis(300);
-/// Length of the call's audio: 50 SRTP packets of 20 ms.
-const CALL_FRAMES: usize = 8_000;
-/// Sample rate of the call's audio.
-const CALL_SAMPLE_RATE: u32 = 8_000;
 
 fn section(number: u32, title: &str) {
     println!("\n{number:>2}. {title}");
@@ -58,16 +50,6 @@ fn section(number: u32, title: &str) {
 
 fn say(text: impl AsRef<str>) {
     println!("    {}", text.as_ref());
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Waits at most [`PATIENCE`] for `future`.
@@ -249,24 +231,24 @@ async fn acts(dir: &Path, server: &EmbeddedServer, root_fingerprint: &str) -> Re
         "✓ alice fetched bob's bundle, checked his certificate (chain, name, stapled OCSP, key), set up a PQXDH session and sent two messages; the server stored them",
     );
     bob.connect().await?;
+    let mut seen = Vec::new();
     for _ in 0..2 {
         let message = next_text(&mut bob).await?;
         say(format!(
             "✓ bob reconnects and reads from {} ({}): {}",
             message.peer, message.verification, message.body
         ));
+        seen.push(message);
     }
+    media::read_receipt(&mut alice, &bob, &seen).await?;
     bob.send_text(ALICE, "here now").await?;
     let reply = next_text(&mut alice).await?;
     say(format!(
         "✓ alice reads from {} ({}): {}",
         reply.peer, reply.verification, reply.body
     ));
-    say(
-        "messages out of order (the server delivers in order, so the protocol is shown in process):",
-    );
-    let mut pair = offline::Pair::new(now, &mut rng)?;
-    pair.out_of_order(now, &mut rng)?;
+    say("messages out of order: bob goes offline again and alice sends five");
+    media::out_of_order(&alice, &mut bob).await?;
 
     section(
         5,
@@ -309,9 +291,9 @@ async fn acts(dir: &Path, server: &EmbeddedServer, root_fingerprint: &str) -> Re
 
     section(
         6,
-        "An attachment: 1 MiB streamed through AES-256-CBC + HMAC-SHA256 (in process)",
+        "An attachment: 1 MiB, AES-256-CBC + HMAC-SHA256, through the server's blob store",
     );
-    offline::attachment(&mut rng)?;
+    media::attachment(dir, &server.blob_dir, &alice, &mut bob).await?;
 
     section(
         7,
@@ -323,7 +305,7 @@ async fn acts(dir: &Path, server: &EmbeddedServer, root_fingerprint: &str) -> Re
         8,
         "A call: the SRTP master secret in an encrypted message, SRTP audio over UDP",
     );
-    call_act(&mut pair, now, &mut rng).await?;
+    media::call(&mut alice, &mut bob).await?;
 
     section(9, "Revocation: bob's key is compromised");
     match bob
@@ -392,54 +374,6 @@ async fn safety_numbers(alice: &Client, bob: &Client) -> Result<()> {
     say(format!(
         "✓ bob scans alice's QR code ({} bytes): match",
         scanned.len()
-    ));
-    Ok(())
-}
-
-async fn call_act(
-    pair: &mut offline::Pair,
-    now: SystemTime,
-    rng: &mut rand::rngs::ThreadRng,
-) -> Result<()> {
-    let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
-    let caller = UdpSocket::bind(localhost)
-        .await
-        .context("binding a UDP socket")?;
-    let answerer = UdpSocket::bind(localhost)
-        .await
-        .context("binding a UDP socket")?;
-    let (invitation, outgoing) = call::start_call(rng, caller.local_addr()?)?;
-    let offer = invitation.to_content().encode_to_vec();
-    let carried = pair.carry(&offer, now, rng)?;
-    let received = confianza_client::content::CallOffer::decode(&carried[..])
-        .context("decoding the call offer")?;
-    let incoming = CallInvitation::from_content(&received)?.answer();
-    ensure!(
-        incoming.call_id() == outgoing.call_id(),
-        "the call ids differ"
-    );
-    say(format!(
-        "✓ the invitation (32-byte master secret, call id {:#018x}) crossed a Signal session \
-         (in process: the client has no call-offer API yet); both sides derived their SRTP keys (AES_CM_128_HMAC_SHA1_80)",
-        outgoing.call_id()
-    ));
-    let format = AudioFormat::new(CALL_SAMPLE_RATE, 1)?;
-    let data = (0..CALL_FRAMES * format.frame_len())
-        .map(|i| ((i * i) % 257) as u8)
-        .collect();
-    let sent = Wav::new(format, data)?;
-    let receiving = tokio::spawn(async move { incoming.receive_audio(&answerer, PATIENCE).await });
-    let connected = outgoing.await_answer(&caller, PATIENCE).await?;
-    let report = connected.send_audio(&caller, &sent).await?;
-    let heard = receiving.await.context("the answerer's task")??;
-    ensure!(
-        heard.missing_packets == 0 && heard.wav.to_bytes() == sent.to_bytes(),
-        "the received audio differs from the sent audio"
-    );
-    say(format!(
-        "✓ {} SRTP packets over UDP on 127.0.0.1: the received audio equals the sent audio ({} bytes)",
-        report.audio_packets,
-        sent.to_bytes().len()
     ));
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `confianza init`: keys, enrollment through the RA with a code, the pinned root.
 
-use anyhow::{Context, Result, bail};
-use confianza_client::account::{Client, InitOptions};
+use anyhow::{Result, bail};
+use confianza_client::account::{Client, ClientError, InitOptions};
 use confianza_client::store::Protection;
 use confianza_pki::seal::SealParams;
 
@@ -53,9 +53,16 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         expected_ca_fingerprint: args.ca_fingerprint,
     };
     let (_client, enrolled) = profile::block_on(async move {
-        Client::init(options)
-            .await
-            .with_context(|| format!("cannot enroll {} at {}", args.name, args.server))
+        let failed = format!("cannot enroll {} at {}", args.name, args.server);
+        Client::init(options).await.map_err(|error| match error {
+            // A server refused in the handshake received nothing: say the code is still
+            // good, so the user retries with the right server or fingerprint.
+            ClientError::ServerRefused(refusal) => anyhow::anyhow!(
+                "{failed}: the server was refused before anything was sent to it: {refusal} \
+                 (the code is still valid)"
+            ),
+            other => anyhow::Error::new(other).context(failed),
+        })
     })?;
     println!(
         "enrolled {} (device {}) in profile {:?}",

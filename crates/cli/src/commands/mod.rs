@@ -1,5 +1,6 @@
 //! One module per subcommand group, and what the server-backed ones share ([`profile`]).
 
+pub mod call;
 pub mod cert;
 pub mod chat;
 pub mod demo;

@@ -31,6 +31,34 @@ pub struct Args {
     /// existing file is never replaced: a numbered suffix is added instead.
     #[arg(long, value_name = "DIR")]
     pub save_dir: Option<PathBuf>,
+    /// Do not tell senders that their messages were read (by default each sender gets an
+    /// end-to-end encrypted read receipt for the messages printed; the server cannot tell it
+    /// from a message).
+    #[arg(long)]
+    pub no_read_receipts: bool,
+}
+
+/// Marks `messages` seen (sending read receipts when `send_receipts`) and empties the list.
+/// Returns the problems to report: a receipt that cannot be sent is not an error (the
+/// messages were received, and their receipt is tried again on a later run).
+pub async fn flush_seen(
+    client: &Client,
+    messages: &mut Vec<StoredMessage>,
+    send_receipts: bool,
+) -> Vec<String> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    let problems = match client.mark_seen(messages, send_receipts).await {
+        Ok(report) => report
+            .failed
+            .into_iter()
+            .map(|(sender, error)| format!("cannot send a read receipt to {sender}: {error}"))
+            .collect(),
+        Err(error) => vec![format!("cannot record messages as read: {error}")],
+    };
+    messages.clear();
+    problems
 }
 
 /// Downloads, verifies and saves the attachment of `message` into `dir`, with a progress bar,
@@ -149,6 +177,24 @@ pub fn event_line(event: &ClientEvent, groups: &GroupNames) -> Option<String> {
              {address} --accept)"
         )),
         ClientEvent::Disconnected(reason) => Some(format!("disconnected: {reason}")),
+        ClientEvent::Read { reader, count } if *count > 0 => Some(format!(
+            "read by {reader}: {count} message{}",
+            if *count == 1 { "" } else { "s" }
+        )),
+        ClientEvent::CallOffer {
+            sender,
+            server_at_ms,
+            ..
+        } => Some(format!(
+            "{}  call from {sender} (answer with: confianza answer --save-audio FILE)",
+            profile::format_time(*server_at_ms)
+        )),
+        ClientEvent::CallAnswered {
+            sender, accepted, ..
+        } => Some(format!(
+            "{sender} {} a call",
+            if *accepted { "answered" } else { "declined" }
+        )),
         _ => None,
     }
 }
@@ -165,7 +211,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         }
         let mut client = profile::connect(globals).await?;
         let result = tokio::select! {
-            result = receive(&mut client, args.follow, &save_dir) => result,
+            result = receive(&mut client, args.follow, &save_dir, !args.no_read_receipts) => result,
             _ = tokio::signal::ctrl_c() => Ok(()),
         };
         // Acknowledgements still queued must reach the server before the process exits, or
@@ -175,11 +221,25 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     })
 }
 
-async fn receive(client: &mut Client, follow: bool, save_dir: &Path) -> Result<()> {
+async fn receive(
+    client: &mut Client,
+    follow: bool,
+    save_dir: &Path,
+    send_receipts: bool,
+) -> Result<()> {
     let mut count = 0usize;
     let mut unsaved = 0usize;
     let mut groups = GroupNames::default();
+    // Messages printed and not yet marked seen: one receipt per sender once the backlog is
+    // drained, then one per message while following.
+    let mut seen = Vec::new();
+    let mut drained = false;
     loop {
+        if drained {
+            for problem in flush_seen(client, &mut seen, send_receipts).await {
+                eprintln!("{problem}");
+            }
+        }
         let event = client.next_event().await.context("receiving failed")?;
         groups.learn(client, &event).await;
         if let Some(line) = event_line(&event, &groups) {
@@ -194,8 +254,13 @@ async fn receive(client: &mut Client, follow: bool, save_dir: &Path) -> Result<(
                 {
                     unsaved += 1;
                 }
+                seen.push(message);
             }
-            ClientEvent::Drained if !follow => {
+            ClientEvent::Drained if follow => drained = true,
+            ClientEvent::Drained => {
+                for problem in flush_seen(client, &mut seen, send_receipts).await {
+                    eprintln!("{problem}");
+                }
                 if count == 0 {
                     eprintln!("no new messages");
                 }

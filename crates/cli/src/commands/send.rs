@@ -1,4 +1,4 @@
-//! `confianza send`: a text or a file to every device of a contact, or a text to a group.
+//! `confianza send`: a text or a file to every device of a contact or to a group.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,20 +20,21 @@ struct SendTo {
 const PROGRESS_TEMPLATE: &str =
     "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
 
-/// `confianza send ADDRESS TEXT`, `confianza send ADDRESS --file PATH` or
-/// `confianza send --group NAME TEXT`.
+/// `confianza send ADDRESS TEXT`, `confianza send ADDRESS --file PATH`,
+/// `confianza send --group NAME TEXT` or `confianza send --group NAME --file PATH`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The recipient, user@domain (with --group: left out, only TEXT).
+    /// The recipient, user@domain (with --group: left out, only TEXT or --file).
     #[arg(required_unless_present = "group")]
     pub address: Option<String>,
     /// The message.
     pub text: Option<String>,
     /// Send to this group instead (by name).
-    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
-    /// Send this file as an attachment instead of a text. Running the same command again
-    /// after an interruption resumes the upload.
+    /// Send this file as an attachment instead of a text (to a group: uploaded once, and
+    /// every member downloads it). Running the same command again after an interruption
+    /// resumes the upload.
     #[arg(long, value_name = "PATH", conflicts_with = "text")]
     pub file: Option<PathBuf>,
 }
@@ -51,6 +52,49 @@ pub fn transfer_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// A progress callback for an upload: sets the bar's length on the first call (saying so
+/// when an earlier upload is resumed) and records the blob's size in `blob`.
+fn upload_progress<'a>(
+    bar: &'a ProgressBar,
+    blob: &'a mut Option<u64>,
+) -> impl FnMut(Progress) + 'a {
+    move |progress: Progress| {
+        if blob.is_none() {
+            *blob = Some(progress.total);
+            bar.set_length(progress.total);
+            if progress.done > 0 {
+                bar.suspend(|| eprintln!("resuming at {} bytes", progress.done));
+            }
+        }
+        bar.set_position(progress.done);
+    }
+}
+
+/// Sends the file at `path` to group `name` with a progress bar, then prints one line.
+async fn send_group_file(client: &Client, name: &str, path: &Path) -> Result<()> {
+    let shown = path.display();
+    let size = std::fs::metadata(path).map(|m| m.len()).ok();
+    let group = client
+        .find_group(name)
+        .await
+        .with_context(|| format!("cannot send to group {name:?}"))?;
+    let bar = transfer_bar(0);
+    let mut blob: Option<u64> = None;
+    let report = client
+        .send_group_attachment(group.id, path, upload_progress(&bar, &mut blob))
+        .await;
+    bar.finish_and_clear();
+    let report = report.with_context(|| format!("cannot send {shown} to group {name:?}"))?;
+    let blob = blob.map_or_else(|| "?".to_owned(), |blob| blob.to_string());
+    let size = size.map_or_else(|| "?".to_owned(), |size| size.to_string());
+    println!(
+        "sent {shown} ({size} bytes, blob {blob} bytes) to group {name} (revision {}) at {}",
+        report.revision,
+        profile::format_time(report.server_timestamp_ms)
+    );
+    Ok(())
+}
+
 /// Sends the file at `path` to `address` with a progress bar, then prints one line.
 async fn send_file(client: &Client, address: &str, path: &Path) -> Result<()> {
     let shown = path.display();
@@ -59,16 +103,7 @@ async fn send_file(client: &Client, address: &str, path: &Path) -> Result<()> {
     let bar = transfer_bar(0);
     let mut blob: Option<u64> = None;
     let report = client
-        .send_attachment(address, path, |progress: Progress| {
-            if blob.is_none() {
-                blob = Some(progress.total);
-                bar.set_length(progress.total);
-                if progress.done > 0 {
-                    bar.suspend(|| eprintln!("resuming at {} bytes", progress.done));
-                }
-            }
-            bar.set_position(progress.done);
-        })
+        .send_attachment(address, path, upload_progress(&bar, &mut blob))
         .await;
     bar.finish_and_clear();
     let report = report.with_context(|| format!("cannot send {shown} to {address}"))?;
@@ -88,6 +123,15 @@ async fn send_file(client: &Client, address: &str, path: &Path) -> Result<()> {
 /// Runs `confianza send`.
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
     if let Some(path) = args.file {
+        if let Some(name) = args.group {
+            if args.address.is_some() || args.text.is_some() {
+                bail!("expected --group NAME --file PATH, without ADDRESS or TEXT");
+            }
+            return profile::block_on(async {
+                let client = profile::connect(globals).await?;
+                send_group_file(&client, &name, &path).await
+            });
+        }
         let (Some(address), None) = (args.address, args.text) else {
             bail!("expected ADDRESS --file PATH");
         };

@@ -10,6 +10,8 @@
 //! * [`media`]: L16 packetizing, the ready and end control packets, reassembly.
 //! * [`wav`]: 16-bit PCM WAV files.
 //! * [`session`]: the call's phases as types and the tokio UDP driver.
+//! * [`signaling`]: the offer and the answer as end-to-end encrypted messages through the
+//!   server ([`crate::account::Client::send_call_offer`], [`ClientEvent::CallOffer`](crate::messaging::ClientEvent::CallOffer)).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,6 +42,7 @@
 pub mod limits;
 pub mod media;
 pub mod session;
+pub mod signaling;
 pub mod srtp;
 pub mod wav;
 

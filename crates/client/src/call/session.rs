@@ -96,6 +96,19 @@ impl std::fmt::Debug for CallInvitation {
     }
 }
 
+/// Two invitations are equal when they carry the same call id, secret and address (the
+/// secret compared in constant time).
+impl PartialEq for CallInvitation {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let (mine, theirs) = (self.key.encode(), other.key.encode());
+        let same_key: bool = mine.as_slice().ct_eq(theirs.as_slice()).into();
+        same_key && self.media_address == other.media_address
+    }
+}
+
+impl Eq for CallInvitation {}
+
 fn usable(address: SocketAddr) -> Result<SocketAddr, OfferError> {
     if address.ip().is_unspecified() || address.port() == 0 {
         return Err(OfferError::UnusableAddress(address));

@@ -24,6 +24,7 @@ use x509_cert::ext::pkix::name::GeneralName;
 use zeroize::Zeroizing;
 
 use super::layout::{self, CONFIG_VERSION, Config, Layout};
+use super::ocsp_signer::issue_ocsp_signer;
 use super::{
     Authority, AuthorityError, certificate_record, hex_lower, intermediate_urls, root_urls, unix,
 };
@@ -147,11 +148,7 @@ struct Made {
     root: Issuer,
     intermediate_cert: IssuedCertificate,
     intermediate_key: Zeroizing<Vec<u8>>,
-    ocsp_cert: IssuedCertificate,
-    ocsp_key: Zeroizing<Vec<u8>>,
-    officer_cert: IssuedCertificate,
-    officer_key: Zeroizing<Vec<u8>>,
-    noise_cert: IssuedCertificate,
+    service: ServiceCertificates,
     noise_key: Zeroizing<[u8; 32]>,
     root_crl: Vec<u8>,
 }
@@ -223,11 +220,7 @@ fn make(
         root,
         intermediate_cert,
         intermediate_key,
-        ocsp_cert: service.ocsp_cert,
-        ocsp_key: service.ocsp_key,
-        officer_cert: service.officer_cert,
-        officer_key: service.officer_key,
-        noise_cert: service.noise_cert,
+        service,
         noise_key,
         root_crl,
     })
@@ -255,17 +248,7 @@ fn issue_service_certificates(
     let mut rng = rand::rng();
     let operator = |template| ApprovedRequest::by_ca_operator(0, template, INIT_OPERATOR, now);
 
-    // The delegated OCSP signer (Ed25519: OCSP responses are signed on every request).
-    let ocsp = ed25519_dalek::SigningKey::generate(&mut rng);
-    let template = csr::parse_csr(&ed25519_csr(&ocsp, &format!("{org} OCSP Responder"), None)?)?
-        .into_template(CertificateKind::OcspSigner)?;
-    let ocsp_cert = intermediate.issue(operator(template), now, &mut rng)?;
-    let ocsp_key = Zeroizing::new(
-        ocsp.to_pkcs8_der()
-            .map_err(|_| AuthorityError::Config("cannot encode the OCSP key".into()))?
-            .as_bytes()
-            .to_vec(),
-    );
+    let (ocsp_cert, ocsp_key) = issue_ocsp_signer(intermediate, org, now)?;
 
     // The operator console's RA officer credential.
     let officer = ed25519_dalek::SigningKey::generate(&mut rng);
@@ -296,6 +279,65 @@ fn issue_service_certificates(
         officer_key,
         noise_cert,
     })
+}
+
+impl ServiceCertificates {
+    /// Writes the service keys (sealed under `passphrase` unless it is `None`) and
+    /// certificates into DIR, keys first (see `ocsp_signer` for why).
+    fn write(
+        &self,
+        layout: &Layout,
+        passphrase: Option<&[u8]>,
+        params: SealParams,
+    ) -> Result<(), AuthorityError> {
+        layout::write_key(&layout.ocsp_key(), &self.ocsp_key, passphrase, params)?;
+        layout::write_key(&layout.officer_key(), &self.officer_key, passphrase, params)?;
+        layout::write_certificate(&layout.ocsp_cert(), &self.ocsp_cert.der)?;
+        layout::write_certificate(&layout.officer_cert(), &self.officer_cert.der)?;
+        layout::write_certificate(&layout.noise_cert(), &self.noise_cert.der)
+    }
+}
+
+/// Records certificates issued outside a request (by `init` or a rotation), each with the key
+/// identifier of its issuer.
+async fn record_issued(
+    store: &SqlCaStore,
+    rows: &[(&IssuedCertificate, &str)],
+) -> Result<(), AuthorityError> {
+    for (issued, issuer_key_id) in rows {
+        store
+            .record_issuance(Issuance {
+                certificate: certificate_record(issued, issuer_key_id, None)?,
+                request: None,
+                consume_code: None,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records a service certificate issued to replace the one with `old_serial`, linked to it
+/// when that one is in this database (always, unless the directory was restored elsewhere).
+pub(super) async fn record_replacement(
+    store: &SqlCaStore,
+    issued: &IssuedCertificate,
+    issuer_key_id: &str,
+    old_serial: Option<&str>,
+) -> Result<(), AuthorityError> {
+    let mut certificate = certificate_record(issued, issuer_key_id, None)?;
+    if let Some(old) = old_serial
+        && store.certificate(old).await?.is_some()
+    {
+        certificate.previous_serial = Some(old.to_owned());
+    }
+    store
+        .record_issuance(Issuance {
+            certificate,
+            request: None,
+            consume_code: None,
+        })
+        .await?;
+    Ok(())
 }
 
 /// Creates the data directory `dir`: keys (sealed under `passphrase` unless it is `None`),
@@ -340,34 +382,27 @@ pub async fn init(
     }
     let params = options.seal_params;
     let files_passphrase = passphrase.map(|p| Zeroizing::new(p.to_vec()));
-    {
+    let made = {
         let layout = layout.clone();
-        let root_key = made.root.key().to_pkcs8_der()?;
-        let keys: Vec<(std::path::PathBuf, Zeroizing<Vec<u8>>)> = vec![
-            (layout.root_key(), root_key),
-            (layout.intermediate_key(), made.intermediate_key.clone()),
-            (layout.ocsp_key(), made.ocsp_key.clone()),
-            (layout.officer_key(), made.officer_key.clone()),
-        ];
         tokio::task::spawn_blocking(move || {
-            keys.iter().try_for_each(|(path, key)| {
-                layout::write_key(
-                    path,
-                    key,
-                    files_passphrase.as_ref().map(|p| p.as_slice()),
-                    params,
-                )
-            })
+            let passphrase = files_passphrase.as_ref().map(|p| p.as_slice());
+            let root_key = made.root.key().to_pkcs8_der()?;
+            layout::write_key(&layout.root_key(), &root_key, passphrase, params)?;
+            layout::write_key(
+                &layout.intermediate_key(),
+                &made.intermediate_key,
+                passphrase,
+                params,
+            )?;
+            made.service.write(&layout, passphrase, params)?;
+            Ok::<_, AuthorityError>(made)
         })
         .await
-        .map_err(|e| AuthorityError::Corrupt(format!("key sealing panicked: {e}")))??;
-    }
+        .map_err(|e| AuthorityError::Corrupt(format!("key sealing panicked: {e}")))??
+    };
     layout::write_file(&layout.noise_key(), made.noise_key.as_slice(), 0o600)?;
     layout::write_certificate(&layout.root_cert(), made.root.certificate_der())?;
     layout::write_certificate(&layout.intermediate_cert(), &made.intermediate_cert.der)?;
-    layout::write_certificate(&layout.ocsp_cert(), &made.ocsp_cert.der)?;
-    layout::write_certificate(&layout.officer_cert(), &made.officer_cert.der)?;
-    layout::write_certificate(&layout.noise_cert(), &made.noise_cert.der)?;
     layout::write_file(&layout.root_crl(), &made.root_crl, 0o644)?;
 
     // Database rows.
@@ -380,25 +415,20 @@ pub async fn init(
             .subject_public_key_info()
             .to_der()?,
     )?);
-    let rows = [
-        (&made.intermediate_cert, &root_kid),
-        (&made.ocsp_cert, &int_kid),
-        (&made.officer_cert, &int_kid),
-        (&made.noise_cert, &int_kid),
-    ];
-    for (issued, kid) in rows {
-        store
-            .record_issuance(Issuance {
-                certificate: certificate_record(issued, kid, None)?,
-                request: None,
-                consume_code: None,
-            })
-            .await?;
-    }
+    record_issued(
+        &store,
+        &[
+            (&made.intermediate_cert, &root_kid),
+            (&made.service.ocsp_cert, &int_kid),
+            (&made.service.officer_cert, &int_kid),
+            (&made.service.noise_cert, &int_kid),
+        ],
+    )
+    .await?;
     store
         .add_officer(OfficerRecord {
             name: officer_address.clone(),
-            credential_serial: made.officer_cert.serial.to_hex(),
+            credential_serial: made.service.officer_cert.serial.to_hex(),
             kinds: vec![CertificateKind::UserIdentity.name().to_owned()],
             domains: domains.clone(),
             created_at: unix(now),
@@ -437,6 +467,23 @@ pub async fn init(
     })
 }
 
+#[cfg(test)]
+impl InitOptions {
+    /// "Example Org" serving example.org from chat.example.org, Ed25519, with the cheapest
+    /// sealing parameters: for tests.
+    pub(crate) fn example() -> Self {
+        Self {
+            organisation: "Example Org".into(),
+            name: "chat.example.org".into(),
+            key_type: CaAlgorithm::Ed25519,
+            domains: vec!["example.org".into()],
+            open_registration: false,
+            http_url: DEFAULT_HTTP_URL.into(),
+            seal_params: SealParams::INSECURE_FOR_TESTS,
+        }
+    }
+}
+
 /// Loads the root issuer from DIR (its key must be online).
 pub fn load_root(
     layout: &Layout,
@@ -464,7 +511,8 @@ pub type RenewedServiceCertificates = Vec<(&'static str, String, String)>;
 /// delegated OCSP signer (new key), the operator console's RA officer credential (new key)
 /// and the server's Noise key (same key), each recorded as renewing the one it replaces.
 /// The old ones stay valid until they expire (a running service keeps using them until it
-/// is restarted). Reopen the [`Authority`] to use the new ones.
+/// is restarted, except the OCSP signer, which it replaces with this one once its own is in
+/// its renewal window). Reopen the [`Authority`] to use the new ones.
 pub async fn renew_service_certificates(
     authority: &Authority,
     passphrase: Option<&[u8]>,
@@ -490,45 +538,23 @@ pub async fn renew_service_certificates(
         ),
     ];
     let int_kid = authority.issuer_key_id().to_owned();
-    let (intermediate_der, intermediate_key) = (
-        authority.intermediate_der().to_vec(),
-        layout::read_key(&layout.intermediate_key(), passphrase)?,
-    );
-    let service = tokio::task::spawn_blocking(move || {
-        let passphrase = owned.as_ref().map(|p| p.as_slice());
-        let intermediate = Issuer::from_certificate(
-            CaKey::from_pkcs8_der(&intermediate_key)?,
-            &intermediate_der,
-            IssuerRole::Intermediate,
-            Some(intermediate_urls(&config.http_url)),
-        )?;
-        let service = issue_service_certificates(
-            &intermediate,
-            &config.organisation,
-            &config.name,
-            &config.operator_officer,
-            &noise_key,
-            now,
-        )?;
-        layout::write_key(
-            &layout.ocsp_key(),
-            &service.ocsp_key,
-            passphrase,
-            seal_params,
-        )?;
-        layout::write_key(
-            &layout.officer_key(),
-            &service.officer_key,
-            passphrase,
-            seal_params,
-        )?;
-        layout::write_certificate(&layout.ocsp_cert(), &service.ocsp_cert.der)?;
-        layout::write_certificate(&layout.officer_cert(), &service.officer_cert.der)?;
-        layout::write_certificate(&layout.noise_cert(), &service.noise_cert.der)?;
-        Ok::<_, AuthorityError>(service)
-    })
-    .await
-    .map_err(|e| AuthorityError::Corrupt(format!("service certificate renewal panicked: {e}")))??;
+    let service = {
+        let authority = authority.clone();
+        tokio::task::spawn_blocking(move || {
+            issue_service_certificates(
+                &authority.inner.intermediate,
+                &config.organisation,
+                &config.name,
+                &config.operator_officer,
+                &noise_key,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| {
+            AuthorityError::Corrupt(format!("service certificate renewal panicked: {e}"))
+        })??
+    };
     let store = authority.store();
     let new = [
         &service.ocsp_cert,
@@ -537,7 +563,6 @@ pub async fn renew_service_certificates(
     ];
     let mut renewed = Vec::with_capacity(3);
     for ((what, old_der), issued) in old.iter().zip(new) {
-        let mut record = certificate_record(issued, &int_kid, None)?;
         let old_serial = <x509_cert::Certificate as der::Decode>::from_der(old_der)
             .ok()
             .and_then(|c| {
@@ -546,25 +571,21 @@ pub async fn renew_service_certificates(
                 )
             })
             .map(|s| s.to_hex());
-        // Linked only when the old one is in this database (always, unless restored).
-        if let Some(old) = &old_serial
-            && store.certificate(old).await?.is_some()
-        {
-            record.previous_serial.clone_from(&old_serial);
-        }
-        store
-            .record_issuance(Issuance {
-                certificate: record,
-                request: None,
-                consume_code: None,
-            })
-            .await?;
+        record_replacement(store, issued, &int_kid, old_serial.as_deref()).await?;
         renewed.push((
             *what,
             old_serial.unwrap_or_default(),
             issued.serial.to_hex(),
         ));
     }
+    // Files after the database rows, so that a key on disk always has its certificate
+    // recorded (what `ocsp_signer::reconcile` relies on after a crash).
+    let service = tokio::task::spawn_blocking(move || {
+        service.write(&layout, owned.as_ref().map(|p| p.as_slice()), seal_params)?;
+        Ok::<_, AuthorityError>(service)
+    })
+    .await
+    .map_err(|e| AuthorityError::Corrupt(format!("writing the service keys panicked: {e}")))??;
     store
         .set_officer_credential(
             &authority.config().operator_officer,
@@ -625,17 +646,49 @@ pub async fn publish_root_crl(
 /// credential and a new certificate for the (unchanged) Noise key. Certificates of the old
 /// intermediate stay in the database. Returns the new intermediate's certificate DER; reopen
 /// the [`Authority`] to use it.
+///
+/// Crash-safe in three steps (see [`super::rotation`]): every new key and certificate is
+/// written to a staging directory, then the database rows are recorded (the intermediate's
+/// last: its row commits the rotation), then the staged files replace the live ones. Opening
+/// the directory after a crash finishes a recorded rotation and discards an unrecorded one.
 pub async fn new_intermediate(
     authority: &Authority,
     passphrase: Option<&[u8]>,
     seal_params: SealParams,
 ) -> Result<Vec<u8>, AuthorityError> {
+    let staged = stage_intermediate(authority, passphrase, seal_params).await?;
+    record_intermediate(authority.store(), &staged).await?;
+    super::rotation::commit(
+        authority.layout(),
+        authority.store(),
+        &authority.config().operator_officer,
+    )
+    .await?;
+    Ok(staged.intermediate_cert.der)
+}
+
+/// A rotation written to the staging directory, not yet recorded.
+pub(super) struct StagedIntermediate {
+    root_kid: String,
+    int_kid: String,
+    intermediate_cert: IssuedCertificate,
+    service: ServiceCertificates,
+}
+
+/// First step of [`new_intermediate`]: issues the new intermediate and its service
+/// certificates and writes their keys and certificates to the staging directory (the
+/// intermediate's certificate last: its presence there means the staging is complete).
+pub(super) async fn stage_intermediate(
+    authority: &Authority,
+    passphrase: Option<&[u8]>,
+    seal_params: SealParams,
+) -> Result<StagedIntermediate, AuthorityError> {
     let layout = authority.layout().clone();
     let config = authority.config().clone();
     let noise_key = authority.noise_static_private();
     let now = SystemTime::now();
     let owned = passphrase.map(|p| Zeroizing::new(p.to_vec()));
-    let (root_kid, int_kid, intermediate_cert, service) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let passphrase = owned.as_ref().map(|p| p.as_slice());
         let root = load_root(&layout, &config, passphrase)?;
         let algorithm = CaAlgorithm::from_name(&config.key_type)
@@ -657,58 +710,42 @@ pub async fn new_intermediate(
             &noise_key,
             now,
         )?;
+        let staging = super::rotation::create_staging(&layout)?;
         layout::write_key(
-            &layout.intermediate_key(),
+            &staging.intermediate_key(),
             &key_der,
             passphrase,
             seal_params,
         )?;
-        layout::write_key(
-            &layout.ocsp_key(),
-            &service.ocsp_key,
-            passphrase,
-            seal_params,
-        )?;
-        layout::write_key(
-            &layout.officer_key(),
-            &service.officer_key,
-            passphrase,
-            seal_params,
-        )?;
-        layout::write_certificate(&layout.intermediate_cert(), &cert.der)?;
-        layout::write_certificate(&layout.ocsp_cert(), &service.ocsp_cert.der)?;
-        layout::write_certificate(&layout.officer_cert(), &service.officer_cert.der)?;
-        layout::write_certificate(&layout.noise_cert(), &service.noise_cert.der)?;
-        Ok::<_, AuthorityError>((
-            hex_lower(root.key_id()),
-            hex_lower(intermediate.key_id()),
-            cert,
+        service.write(&staging, passphrase, seal_params)?;
+        layout::write_certificate(&staging.intermediate_cert(), &cert.der)?;
+        super::rotation::sync_staging(&staging)?;
+        Ok::<_, AuthorityError>(StagedIntermediate {
+            root_kid: hex_lower(root.key_id()),
+            int_kid: hex_lower(intermediate.key_id()),
+            intermediate_cert: cert,
             service,
-        ))
+        })
     })
     .await
-    .map_err(|e| AuthorityError::Corrupt(format!("intermediate rotation panicked: {e}")))??;
-    let store = authority.store();
-    let rows = [
-        (&intermediate_cert, &root_kid),
-        (&service.ocsp_cert, &int_kid),
-        (&service.officer_cert, &int_kid),
-        (&service.noise_cert, &int_kid),
-    ];
-    for (issued, kid) in rows {
-        store
-            .record_issuance(Issuance {
-                certificate: certificate_record(issued, kid, None)?,
-                request: None,
-                consume_code: None,
-            })
-            .await?;
-    }
-    store
-        .set_officer_credential(
-            &authority.config().operator_officer,
-            &service.officer_cert.serial.to_hex(),
-        )
-        .await?;
-    Ok(intermediate_cert.der)
+    .map_err(|e| AuthorityError::Corrupt(format!("intermediate rotation panicked: {e}")))?
+}
+
+/// Second step of [`new_intermediate`]: records the staged certificates, the service ones
+/// first and the intermediate last (its row is what commits the rotation).
+pub(super) async fn record_intermediate(
+    store: &SqlCaStore,
+    staged: &StagedIntermediate,
+) -> Result<(), AuthorityError> {
+    let service = &staged.service;
+    record_issued(
+        store,
+        &[
+            (&service.ocsp_cert, &staged.int_kid),
+            (&service.officer_cert, &staged.int_kid),
+            (&service.noise_cert, &staged.int_kid),
+            (&staged.intermediate_cert, &staged.root_kid),
+        ],
+    )
+    .await
 }

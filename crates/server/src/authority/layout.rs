@@ -14,6 +14,8 @@
 //! DIR/ra/operator.pem, .key  the RA officer credential of the operator's console
 //! DIR/server/noise.key       the server's Noise static private key (raw 32 bytes, 0600)
 //! DIR/server/noise-cert.pem  the certificate binding its public half to the server's name
+//! DIR/new-intermediate/      only during `ca new-intermediate`: the new files, laid out as
+//!                            above, until they replace the live ones (see `rotation`)
 //! ```
 //!
 //! Every `.key` file is either sealed (`confianza_pki::seal`, Argon2id + AES-256-GCM) or,
@@ -180,6 +182,12 @@ impl Layout {
     /// `server/noise-cert.pem`.
     pub fn noise_cert(&self) -> PathBuf {
         self.server_dir().join("noise-cert.pem")
+    }
+
+    /// `new-intermediate/`: the staging directory of an intermediate rotation, itself laid
+    /// out like DIR.
+    pub fn rotation_staging(&self) -> PathBuf {
+        self.root.join("new-intermediate")
     }
 }
 

@@ -13,19 +13,21 @@
 mod error;
 pub mod init;
 pub mod layout;
+mod ocsp_signer;
 mod officers;
 mod requests;
+mod rotation;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use confianza_pki::ca::{IssuedCertificate, Issuer, IssuerRole, IssuerUrls};
 use confianza_pki::crl::{self, CrlParams, RevocationReason, RevokedEntry};
 use confianza_pki::csr::{self, IdentityRequest, VerifiedIdentityRequest};
 use confianza_pki::ocsp::{
-    self, Answer, CertIdHash, CertStatusSource, IssuerHashes, Responder, Status, StatusUnavailable,
+    self, Answer, CertIdHash, CertStatusSource, IssuerHashes, Status, StatusUnavailable,
 };
 use confianza_pki::profile::{CertificateKind, SubjectName};
 use confianza_pki::ra::{
@@ -42,6 +44,7 @@ use zeroize::Zeroizing;
 
 pub use error::AuthorityError;
 pub use layout::{Config, Layout};
+pub use ocsp_signer::{OCSP_SIGNER_RENEWAL_FRACTION, OCSP_SIGNER_VALIDITY_DAYS, OcspSignerRenewal};
 pub use officers::{NewCredential, PLAIN_KEY_LABEL, SEALED_KEY_LABEL, officer_name};
 
 use crate::store::Database;
@@ -99,9 +102,15 @@ struct Inner {
     issuer_key_id: String,
     issuer_hashes: IssuerHashes,
     root_der: Vec<u8>,
-    ocsp_key: CaKey,
-    ocsp_cert_der: Vec<u8>,
-    responder: Responder,
+    /// The delegated OCSP signer in use; swapped whole when it is renewed, so the responder
+    /// and stapling always sign with a key and certificate that belong together.
+    ocsp: RwLock<Arc<ocsp_signer::OcspSigner>>,
+    /// The passphrase the keys were opened with (`None`: unsealed keys), kept so that a key
+    /// the service renews by itself (the OCSP signer) is sealed like the others. The process
+    /// already holds the unsealed intermediate key; this adds no new capability.
+    passphrase: Option<Zeroizing<Vec<u8>>>,
+    /// Held while the OCSP signer is being renewed: one renewal at a time.
+    ocsp_renewal: tokio::sync::Mutex<()>,
     /// The console's RA officer, or why its credential is unusable (expired, say): the service
     /// still runs, only new enrollment codes are refused.
     officer: Result<RaOfficer, String>,
@@ -351,27 +360,13 @@ impl Authority {
         database_url: Option<&str>,
     ) -> Result<Self, AuthorityError> {
         let layout = Layout::new(dir);
-        let config = layout::read_config(&layout)?;
-        let owned_passphrase = passphrase.map(|p| Zeroizing::new(p.to_vec()));
-        let loaded = {
-            let layout = layout.clone();
-            let config = config.clone();
-            // Argon2id and key parsing take a while: off the async workers.
-            tokio::task::spawn_blocking(move || {
-                load_keys(
-                    &layout,
-                    &config,
-                    owned_passphrase.as_ref().map(|p| p.as_slice()),
-                )
-            })
-            .await
-            .map_err(|e| AuthorityError::Corrupt(format!("key loading panicked: {e}")))??
-        };
+        // Refuse a directory that is not a CA before creating a database in it.
+        layout::read_config(&layout)?;
         let store = SqlCaStore::new(match database_url {
             Some(url) => Database::connect(url).await?,
             None => Database::open_sqlite_file(&layout.database()).await?,
         });
-        Self::assemble(layout, config, store, loaded)
+        Self::open_with_store(dir, passphrase, store).await
     }
 
     /// Opens DIR with an already opened store (the operator commands and tests share one).
@@ -383,20 +378,22 @@ impl Authority {
         let layout = Layout::new(dir);
         let config = layout::read_config(&layout)?;
         let owned_passphrase = passphrase.map(|p| Zeroizing::new(p.to_vec()));
+        // Finish (or discard) an interrupted `ca new-intermediate` before reading the keys.
+        rotation::recover(&layout, &store, &config.operator_officer).await?;
         let loaded = {
             let layout = layout.clone();
             let config = config.clone();
+            let passphrase = owned_passphrase.clone();
+            // Argon2id and key parsing take a while: off the async workers.
             tokio::task::spawn_blocking(move || {
-                load_keys(
-                    &layout,
-                    &config,
-                    owned_passphrase.as_ref().map(|p| p.as_slice()),
-                )
+                load_keys(&layout, &config, passphrase.as_ref().map(|p| p.as_slice()))
             })
             .await
             .map_err(|e| AuthorityError::Corrupt(format!("key loading panicked: {e}")))??
         };
-        Self::assemble(layout, config, store, loaded)
+        let ocsp =
+            ocsp_signer::reconcile(&layout, &store, loaded.ocsp_key, loaded.ocsp_cert_der).await?;
+        Self::assemble(layout, config, store, loaded.rest, ocsp, owned_passphrase)
     }
 
     fn assemble(
@@ -404,16 +401,11 @@ impl Authority {
         config: Config,
         store: SqlCaStore,
         loaded: LoadedKeys,
+        ocsp: (CaKey, Vec<u8>),
+        passphrase: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<Self, AuthorityError> {
         let int_cert = Certificate::from_der(loaded.intermediate.certificate_der())?;
-        let ocsp_cert = Certificate::from_der(&loaded.ocsp_cert_der)?;
-        let responder = Responder::new(
-            &int_cert,
-            Some(&ocsp_cert),
-            loaded.ocsp_key.signature_algorithm(),
-            OCSP_VALIDITY,
-        )
-        .map_err(|e| AuthorityError::Ocsp(e.to_string()))?;
+        let ocsp = ocsp_signer::OcspSigner::new(&int_cert, ocsp.0, ocsp.1)?;
         let issuer_hashes = IssuerHashes::new(&int_cert)?;
         let domains: Vec<&str> = config.domains.iter().map(String::as_str).collect();
         let officer = RaOfficer::from_credential(
@@ -433,9 +425,9 @@ impl Authority {
                 intermediate: loaded.intermediate,
                 issuer_hashes,
                 root_der: loaded.root_der,
-                ocsp_key: loaded.ocsp_key,
-                ocsp_cert_der: loaded.ocsp_cert_der,
-                responder,
+                ocsp: RwLock::new(Arc::new(ocsp)),
+                passphrase,
+                ocsp_renewal: tokio::sync::Mutex::new(()),
                 officer,
                 noise_private: loaded.noise_private,
                 noise_cert_der: loaded.noise_cert_der,
@@ -815,11 +807,32 @@ impl Authority {
                 looked_up.insert(serial, status);
             }
         }
-        inner
+        let signer = self.ocsp_signer();
+        signer
             .responder
             .respond(request, now, &LookedUp(looked_up), |tbs: &[u8]| {
-                inner.ocsp_key.sign(tbs)
+                signer.key.sign(tbs)
             })
+    }
+
+    /// Whether `cert_der` names a certificate of the issuing CA that the database holds as
+    /// good (issued, not revoked): an indexed read by serial, no signature. A certificate that
+    /// does not parse or is unknown is not good.
+    pub async fn certificate_still_good(&self, cert_der: &[u8]) -> Result<bool, AuthorityError> {
+        let Ok(cert) = Certificate::from_der(cert_der) else {
+            return Ok(false);
+        };
+        let Some(serial) =
+            Serial::from_der_content(cert.tbs_certificate().serial_number().as_bytes())
+        else {
+            return Ok(false);
+        };
+        let inner = &self.inner;
+        let status = inner
+            .store
+            .status(&inner.issuer_key_id, &serial.to_hex())
+            .await?;
+        Ok(status == Some(StoredStatus::Good))
     }
 
     /// A fresh DER OCSP response (signed by the delegated OCSP signer) for a certificate,
@@ -949,9 +962,9 @@ impl Authority {
         self.inner.intermediate.certificate_der()
     }
 
-    /// The delegated OCSP signer's certificate, DER.
-    pub fn ocsp_signer_der(&self) -> &[u8] {
-        &self.inner.ocsp_cert_der
+    /// The delegated OCSP signer's certificate in use, DER.
+    pub fn ocsp_signer_der(&self) -> Vec<u8> {
+        self.ocsp_signer().cert_der.clone()
     }
 
     /// The server's Noise static key pair (32-byte private) and the certificate binding its
@@ -1035,11 +1048,17 @@ fn operator_scope(config: &Config) -> RaScope {
     }
 }
 
+/// What `load_keys` reads: the OCSP signer's key and certificate, checked against each other
+/// by [`ocsp_signer::reconcile`], and the rest.
+struct LoadedFiles {
+    ocsp_key: CaKey,
+    ocsp_cert_der: Vec<u8>,
+    rest: LoadedKeys,
+}
+
 struct LoadedKeys {
     intermediate: Issuer,
     root_der: Vec<u8>,
-    ocsp_key: CaKey,
-    ocsp_cert_der: Vec<u8>,
     officer_cert_der: Vec<u8>,
     noise_private: Zeroizing<[u8; 32]>,
     noise_cert_der: Vec<u8>,
@@ -1049,7 +1068,7 @@ fn load_keys(
     layout: &Layout,
     config: &Config,
     passphrase: Option<&[u8]>,
-) -> Result<LoadedKeys, AuthorityError> {
+) -> Result<LoadedFiles, AuthorityError> {
     let root_der = layout::read_certificate(&layout.root_cert())?;
     let int_der = layout::read_certificate(&layout.intermediate_cert())?;
     let int_key =
@@ -1067,14 +1086,16 @@ fn load_keys(
         .as_slice()
         .try_into()
         .map_err(|_| AuthorityError::Corrupt("server/noise.key is not 32 bytes".into()))?;
-    Ok(LoadedKeys {
-        intermediate,
-        root_der,
+    Ok(LoadedFiles {
         ocsp_key,
         ocsp_cert_der,
-        officer_cert_der: layout::read_certificate(&layout.officer_cert())?,
-        noise_private: Zeroizing::new(noise_private),
-        noise_cert_der: layout::read_certificate(&layout.noise_cert())?,
+        rest: LoadedKeys {
+            intermediate,
+            root_der,
+            officer_cert_der: layout::read_certificate(&layout.officer_cert())?,
+            noise_private: Zeroizing::new(noise_private),
+            noise_cert_der: layout::read_certificate(&layout.noise_cert())?,
+        },
     })
 }
 

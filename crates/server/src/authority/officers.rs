@@ -111,6 +111,23 @@ pub fn officer_name(name: &str) -> Result<String, AuthorityError> {
 }
 
 impl Authority {
+    /// Whether an officer scope entry (normalised by [`RaScope::parse_entry`]) stays inside the
+    /// CA's domains: its host is one of them or below one (dNSName subtree rule).
+    fn within_ca_domains(&self, entry: &str) -> bool {
+        let host = entry
+            .rsplit_once('@')
+            .map_or(entry, |(_, host)| host)
+            .trim_start_matches('.');
+        let Ok(host) = SubjectName::dns(host) else {
+            return false;
+        };
+        self.inner
+            .config
+            .domains
+            .iter()
+            .any(|domain| RaScope::entry_covers(domain, &host))
+    }
+
     /// The operator console's officer (the one `init` made), or why its credential is unusable.
     pub fn console_officer(&self) -> Result<&RaOfficer, AuthorityError> {
         self.inner
@@ -134,14 +151,14 @@ impl Authority {
         let name = officer_name(name)?;
         let mut scope_domains = Vec::with_capacity(domains.len());
         for d in domains {
-            let d = SubjectName::dns(d)?.as_str().to_owned();
-            if !self.inner.config.domains.contains(&d) {
+            let entry = RaScope::parse_entry(d)?;
+            if !self.within_ca_domains(&entry) {
                 return Err(AuthorityError::InvalidRequest(format!(
-                    "{d} is not one of this CA's domains ({})",
+                    "{entry} is not within this CA's domains ({})",
                     self.inner.config.domains.join(", ")
                 )));
             }
-            scope_domains.push(d);
+            scope_domains.push(entry);
         }
         if scope_domains.is_empty() {
             scope_domains = self.inner.config.domains.clone();

@@ -21,18 +21,12 @@ use confianza_protocol::keys::{IdentityKeyPair, KeyPair};
 use rand::rngs::StdRng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 /// How long a TCP connect plus Noise handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long [`Connection::request`] waits for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Frames decoded ahead of the task that consumes them. The server bounds what it pushes
-/// (deliveries in flight, one answer per request), so this only smooths bursts.
-const INCOMING_QUEUE_LEN: usize = 4_096;
 
 /// Id of the signed prekey and of the last-resort Kyber key a load device uploads.
 const SIGNED_PRE_KEY_ID: u32 = 1;
@@ -69,16 +63,6 @@ pub enum ClientError {
     /// The server answered with the wrong kind of response.
     #[error("unexpected answer to {0}")]
     UnexpectedAnswer(&'static str),
-}
-
-/// What the reader task hands over: a frame with the instant it was read, or why reading
-/// stopped.
-#[derive(Debug)]
-pub enum Incoming {
-    /// A decoded frame and when it arrived.
-    Frame(ServerFrame, Instant),
-    /// The stream ended (`None`: cleanly) or failed.
-    Closed(Option<String>),
 }
 
 /// The keys a load device generates for enrollment: identity, Noise static key, a signed
@@ -139,18 +123,19 @@ impl DeviceKeys {
 pub struct ServerPin {
     /// The server's Noise static public key.
     pub static_key: [u8; 32],
-    /// The certificate the server presents in its handshake (DER).
+    /// The Noise certificate the server presents in its handshake payload (DER).
     pub certificate: Vec<u8>,
 }
 
-/// One client connection: a writer, and a reader task decoding server frames into a queue.
+/// One client connection. It reads the socket itself, in the task that uses it: no reader
+/// task and no channel per connection, so a load client costs the machine (whose cores it
+/// shares with the server it measures) as little as it can.
 pub struct Connection {
     writer: NoiseWriter<WriteHalf<TcpStream>>,
-    incoming: mpsc::Receiver<Incoming>,
+    reader: NoiseReader<ReadHalf<TcpStream>>,
     /// Frames received while [`Connection::request`] waited for its answer.
     backlog: VecDeque<(ServerFrame, Instant)>,
-    reader: JoinHandle<()>,
-    /// The end of the stream, once [`Connection::try_next_frame`] has taken it off the queue.
+    /// Why the stream ended, once it has: every later read reports it.
     closed: Option<Option<String>>,
     next_id: u64,
 }
@@ -163,12 +148,6 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 impl Connection {
     /// Connects to `addr` with the device key `noise` (Noise XX) and checks the server
     /// against `pin`.
@@ -177,8 +156,12 @@ impl Connection {
         noise: &StaticKeyPair,
         pin: &ServerPin,
     ) -> Result<Self, ClientError> {
-        let verifier = |key: &PublicKey, certificate: &[u8]| {
-            if key.as_bytes() == &pin.static_key && certificate == pin.certificate.as_slice() {
+        let verifier = |key: &PublicKey, payload: &[u8]| {
+            let presented =
+                confianza_api::ServerHandshakePayload::decode(payload).map_err(|error| {
+                    ServerKeyRejected::new(format!("bad handshake payload: {error}"))
+                })?;
+            if key.as_bytes() == &pin.static_key && presented.certificate == pin.certificate {
                 Ok(())
             } else {
                 Err(ServerKeyRejected::new(
@@ -204,30 +187,49 @@ impl Connection {
             .await
             .map_err(|_| ClientError::Timeout("connect and handshake"))??;
         let (reader, writer) = stream.into_split();
-        let (sender, incoming) = mpsc::channel(INCOMING_QUEUE_LEN);
-        let reader = tokio::spawn(read_frames(reader, sender));
         Ok(Self {
             writer,
-            incoming,
-            backlog: VecDeque::new(),
             reader,
+            backlog: VecDeque::new(),
             closed: None,
             next_id: 1,
         })
     }
 
-    /// Sends one client frame.
+    /// Sends one client frame (with any frames queued before it, in one write).
     pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.queue_frame(frame)?;
+        self.flush().await
+    }
+
+    /// Encrypts one client frame into the connection's buffer without writing it: it leaves
+    /// with the next [`Connection::flush`] or [`Connection::send_frame`].
+    pub fn queue_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let bytes = frame.encode()?;
-        self.writer.send(&bytes).await?;
+        self.writer.feed(&bytes)?;
         Ok(())
+    }
+
+    /// Writes every queued frame.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|error| ClientError::Send(error.into()))
     }
 
     /// Sends a request without waiting; returns its id.
     pub async fn send_request(&mut self, body: RequestBody) -> Result<u64, ClientError> {
+        let id = self.queue_request(body)?;
+        self.flush().await?;
+        Ok(id)
+    }
+
+    /// Queues a request (see [`Connection::queue_frame`]); returns its id.
+    pub fn queue_request(&mut self, body: RequestBody) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_frame(&ClientFrame::request(id, body)).await?;
+        self.queue_frame(&ClientFrame::request(id, body))?;
         Ok(id)
     }
 
@@ -236,35 +238,53 @@ impl Connection {
         self.send_frame(&ClientFrame::Ack { delivery_ids }).await
     }
 
-    /// The next frame from the server, oldest first; `Err(Closed)` once the connection ended.
+    /// Queues an acknowledgement (see [`Connection::queue_frame`]).
+    pub fn queue_ack(&mut self, delivery_ids: Vec<u64>) -> Result<(), ClientError> {
+        self.queue_frame(&ClientFrame::Ack { delivery_ids })
+    }
+
+    /// The next frame from the server, oldest first, with the instant it was read;
+    /// `Err(Closed)` once the connection ended.
+    ///
+    /// Cancelling the call (a timeout, a `select!`) loses nothing while frames fit the
+    /// driver's read buffer (2 KiB: every frame of a load run with the default payload);
+    /// after cancelling the read of a larger frame, drop the connection.
     pub async fn next_frame(&mut self) -> Result<(ServerFrame, Instant), ClientError> {
         if let Some(frame) = self.backlog.pop_front() {
             return Ok(frame);
         }
-        if let Some(reason) = self.closed.take() {
-            return Err(ClientError::Closed(reason));
-        }
-        match self.incoming.recv().await {
-            Some(Incoming::Frame(frame, at)) => Ok((frame, at)),
-            Some(Incoming::Closed(reason)) => Err(ClientError::Closed(reason)),
-            None => Err(ClientError::Closed(None)),
-        }
+        self.read_frame().await
     }
 
-    /// The next frame if one has arrived already, without waiting.
+    /// The next frame if it has arrived already (read from the socket with an earlier frame),
+    /// without waiting and without a system call.
     pub fn try_next_frame(&mut self) -> Option<(ServerFrame, Instant)> {
         if let Some(frame) = self.backlog.pop_front() {
             return Some(frame);
         }
-        match self.incoming.try_recv() {
-            Ok(Incoming::Frame(frame, at)) => Some((frame, at)),
-            // Leave the end for `next_frame` to report.
-            Ok(Incoming::Closed(reason)) => {
-                self.closed = Some(reason);
-                None
-            }
-            Err(_) => None,
+        if self.closed.is_some() || !self.reader.has_buffered_frame() {
+            return None;
         }
+        // A whole frame is buffered: this completes at its first poll.
+        // An end of the stream is recorded in `closed`: the next `next_frame` reports it.
+        futures_util::FutureExt::now_or_never(self.read_frame())?.ok()
+    }
+
+    /// Reads and decodes one frame from the socket; the end of the stream is remembered.
+    async fn read_frame(&mut self) -> Result<(ServerFrame, Instant), ClientError> {
+        if let Some(reason) = &self.closed {
+            return Err(ClientError::Closed(reason.clone()));
+        }
+        let ending = match self.reader.recv().await {
+            Ok(Some(bytes)) => match ServerFrame::decode(&bytes) {
+                Ok(frame) => return Ok((frame, Instant::now())),
+                Err(error) => Some(format!("undecodable server frame: {error}")),
+            },
+            Ok(None) => None,
+            Err(error) => Some(error.to_string()),
+        };
+        self.closed = Some(ending.clone());
+        Err(ClientError::Closed(ending))
     }
 
     /// Sends a request and waits for its answer; frames that arrive meanwhile are kept for
@@ -273,25 +293,21 @@ impl Connection {
         let id = self.send_request(body).await?;
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.incoming.recv())
+            let next = tokio::time::timeout_at(deadline, self.read_frame())
                 .await
                 .map_err(|_| ClientError::Timeout("an answer"))?;
-            match next {
-                Some(Incoming::Frame(ServerFrame::Response(Response { id: got, result }), _))
-                    if got == id =>
-                {
+            match next? {
+                (ServerFrame::Response(Response { id: got, result }), _) if got == id => {
                     return result.map_err(ClientError::Refused);
                 }
-                Some(Incoming::Frame(
+                (
                     ServerFrame::Response(Response {
                         id: 0,
                         result: Err(error),
                     }),
                     _,
-                )) => return Err(ClientError::Closed(Some(error.to_string()))),
-                Some(Incoming::Frame(frame, at)) => self.backlog.push_back((frame, at)),
-                Some(Incoming::Closed(reason)) => return Err(ClientError::Closed(reason)),
-                None => return Err(ClientError::Closed(None)),
+                ) => return Err(ClientError::Closed(Some(error.to_string()))),
+                (frame, at) => self.backlog.push_back((frame, at)),
             }
         }
     }
@@ -353,26 +369,4 @@ impl Connection {
     pub async fn close(mut self) {
         let _ = self.writer.shutdown().await;
     }
-}
-
-async fn read_frames(mut reader: NoiseReader<ReadHalf<TcpStream>>, frames: mpsc::Sender<Incoming>) {
-    let ending = loop {
-        match reader.recv().await {
-            Ok(Some(bytes)) => match ServerFrame::decode(&bytes) {
-                Ok(frame) => {
-                    if frames
-                        .send(Incoming::Frame(frame, Instant::now()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(error) => break Some(format!("undecodable server frame: {error}")),
-            },
-            Ok(None) => break None,
-            Err(error) => break Some(error.to_string()),
-        }
-    };
-    let _ = frames.send(Incoming::Closed(ending)).await;
 }

@@ -65,6 +65,8 @@ pub const MAX_WINDOW: usize = 1_024;
 const ENROLL_CONCURRENCY: usize = 32;
 /// How long the run waits for deliveries after the last send was accepted.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the run waits for the receipts of the last deliveries after they arrived.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a held connection may take to answer `WhoAmI`.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(30);
 /// The duration when neither `--duration` nor `--messages` is given.
@@ -345,6 +347,13 @@ async fn messages(
     let stop = CancellationToken::new();
     let epoch = Instant::now();
     let cpu_before = probe.as_ref().map(CpuProbe::read).transpose()?;
+    // The load generator's own CPU: it shares the machine with the server, so it must stay
+    // well below the server's cost to measure it.
+    let own = (args.server_pid.is_some()).then(|| CpuProbe {
+        pid: std::process::id(),
+        what: "load generator process",
+    });
+    let own_before = own.as_ref().map(CpuProbe::read).transpose()?;
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     let total_messages = args.messages;
@@ -390,9 +399,16 @@ async fn messages(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Receipts for the last deliveries reach their senders a moment later.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let deadline = Instant::now() + RECEIPT_TIMEOUT;
+        while progress.receipted.load(Ordering::Relaxed)
+            < progress.delivered.load(Ordering::Relaxed)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     let cpu_after = probe.as_ref().map(CpuProbe::read).transpose()?;
+    let own_after = own.as_ref().map(CpuProbe::read).transpose()?;
     let finished = Instant::now();
     stop.cancel();
     let mut tally = ClientTally::default();
@@ -434,7 +450,7 @@ async fn messages(
             .unwrap_or(finished)
             .saturating_duration_since(started);
         println!(
-            "delivered: {} of {} ({:.0} msg/s); receipts back: {}",
+            "delivered: {} of {} ({:.0} msg/s); receipts back for {} messages",
             tally.delivered,
             tally.accepted,
             rate(tally.delivered, delivery_phase),
@@ -459,6 +475,15 @@ async fn messages(
             probe.what,
             used.as_secs_f64(),
             finished.saturating_duration_since(started).as_secs_f64(),
+            used.as_secs_f64() * 1e6 / tally.accepted.max(1) as f64
+        );
+    }
+    if let (Some(own), Some(before), Some(after)) = (&own, own_before, own_after) {
+        let used = after.saturating_sub(before);
+        println!(
+            "CPU ({}): {:.2} s = {:.1} µs per accepted message",
+            own.what,
+            used.as_secs_f64(),
             used.as_secs_f64() * 1e6 / tally.accepted.max(1) as f64
         );
     }

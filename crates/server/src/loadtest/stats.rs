@@ -43,7 +43,7 @@ pub struct ClientTally {
     pub refused: BTreeMap<String, u64>,
     /// Envelopes delivered to this client.
     pub delivered: u64,
-    /// Delivery receipts delivered to this client.
+    /// Messages of this client confirmed by the delivery receipts it received.
     pub receipts: u64,
     /// Send → delivered latencies, microseconds.
     pub delivery_latency_us: Vec<u32>,

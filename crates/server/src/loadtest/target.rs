@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use confianza_noise::{ServerConfig, StaticKeyPair};
 use confianza_pki::seal::SealParams;
 use confianza_pki::signer::CaAlgorithm;
 use rand::rngs::StdRng;
@@ -117,14 +116,12 @@ impl Target {
         let database = Database::open_sqlite_file(&authority.layout().database())
             .await
             .map_err(|error| LoadtestError::Setup(format!("message database: {error}")))?;
-        let noise = ServerConfig::new(
-            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-            authority.noise_certificate_der(),
-        )
-        .map_err(|error| LoadtestError::Setup(format!("Noise key: {error}")))?;
+        let noise = crate::service::handshake::server_config(&authority)
+            .map_err(|error| LoadtestError::Setup(format!("Noise key: {error}")))?;
         let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let options = ServiceOptions::new(
-            AnyMessageStore::new(&database),
+            AnyMessageStore::new(&database)
+                .map_err(|error| LoadtestError::Setup(format!("message store: {error}")))?,
             Arc::new(authority.clone()),
             noise,
             localhost,

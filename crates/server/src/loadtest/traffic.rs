@@ -45,6 +45,8 @@ pub struct Progress {
     pub accepted: AtomicU64,
     /// Envelopes delivered to recipients.
     pub delivered: AtomicU64,
+    /// Messages confirmed to their senders by delivery receipts (one receipt may name several).
+    pub receipted: AtomicU64,
     /// Clients whose sending is over (budget spent and every send answered).
     pub senders_done: AtomicU64,
 }
@@ -115,7 +117,8 @@ pub async fn drive(
                     }],
                 };
                 sequence += 1;
-                match connection.send_request(request).await {
+                // Queued: the whole window refill leaves in one write below.
+                match connection.queue_request(request) {
                     Ok(id) => {
                         in_flight.insert(id, now);
                     }
@@ -125,6 +128,10 @@ pub async fn drive(
                     }
                 }
             }
+        }
+        if let Err(error) = connection.flush().await {
+            tally.failure = Some(error.to_string());
+            return finish(tally, !done_reported, &progress);
         }
         if !done_reported && !sending && in_flight.is_empty() {
             done_reported = true;
@@ -142,7 +149,9 @@ pub async fn drive(
                 return finish(tally, !done_reported, &progress);
             }
         };
-        // Take what has arrived already, then acknowledge it in one frame.
+        // Take what has arrived already, then acknowledge it in one frame; the shared
+        // counters are updated once per burst, not per frame.
+        let mut counted = Counted::default();
         while let Some((frame_now, at)) = frame.take() {
             handle(
                 frame_now,
@@ -151,15 +160,17 @@ pub async fn drive(
                 &mut in_flight,
                 &mut tally,
                 &mut acks,
-                &progress,
+                &mut counted,
             );
             if acks.len() >= MAX_ACKS_PER_FRAME {
                 break;
             }
             frame = connection.try_next_frame();
         }
+        counted.publish(&progress);
+        // Queued: it leaves with the next window refill, in the same write.
         if !acks.is_empty()
-            && let Err(error) = connection.ack(std::mem::take(&mut acks)).await
+            && let Err(error) = connection.queue_ack(std::mem::take(&mut acks))
         {
             tally.failure = Some(error.to_string());
             return finish(tally, !done_reported, &progress);
@@ -196,6 +207,34 @@ pub fn message_id(salt: [u8; 4], index: u32, sequence: u64) -> ClientMessageId {
     id
 }
 
+/// What one burst of frames adds to the run's shared [`Progress`].
+#[derive(Debug, Default)]
+struct Counted {
+    accepted: u64,
+    delivered: u64,
+    receipted: u64,
+}
+
+impl Counted {
+    fn publish(&self, progress: &Progress) {
+        if self.accepted > 0 {
+            progress
+                .accepted
+                .fetch_add(self.accepted, Ordering::Relaxed);
+        }
+        if self.delivered > 0 {
+            progress
+                .delivered
+                .fetch_add(self.delivered, Ordering::Relaxed);
+        }
+        if self.receipted > 0 {
+            progress
+                .receipted
+                .fetch_add(self.receipted, Ordering::Relaxed);
+        }
+    }
+}
+
 fn handle(
     frame: ServerFrame,
     at: Instant,
@@ -203,7 +242,7 @@ fn handle(
     in_flight: &mut HashMap<u64, Instant>,
     tally: &mut ClientTally,
     acks: &mut Vec<u64>,
-    progress: &Progress,
+    counted: &mut Counted,
 ) {
     match frame {
         ServerFrame::Response(Response { id, result }) => {
@@ -220,9 +259,7 @@ fn handle(
                     tally.duplicates += u64::from(duplicates);
                     tally.accept_latency_us.push(micros_between(sent_at, at));
                     tally.last_accepted = Some(at);
-                    progress
-                        .accepted
-                        .fetch_add(u64::from(accepted), Ordering::Relaxed);
+                    counted.accepted += u64::from(accepted);
                 }
                 Ok(_) => *tally.refused.entry("unexpected answer".into()).or_default() += 1,
                 Err(error) => *tally.refused.entry(error.code.to_string()).or_default() += 1,
@@ -234,7 +271,7 @@ fn handle(
                 DeliveryItem::Envelope(envelope) => {
                     tally.delivered += 1;
                     tally.last_delivered = Some(at);
-                    progress.delivered.fetch_add(1, Ordering::Relaxed);
+                    counted.delivered += 1;
                     if let Some(stamp) = envelope.body.get(..8) {
                         let mut micros = [0u8; 8];
                         micros.copy_from_slice(stamp);
@@ -243,7 +280,11 @@ fn handle(
                         tally.delivery_latency_us.push(micros_between(sent, at));
                     }
                 }
-                DeliveryItem::Receipt(_) => tally.receipts += 1,
+                DeliveryItem::Receipt(receipt) => {
+                    let named = receipt.client_message_ids.len() as u64;
+                    tally.receipts += named;
+                    counted.receipted += named;
+                }
             }
         }
         ServerFrame::Notice(_) => {}

@@ -102,7 +102,8 @@ pub enum CaCommand {
     },
     /// Renew the service certificates (OCSP signer, the console's RA officer credential,
     /// the server's Noise certificate) from the current intermediate; restart the service
-    /// to use them
+    /// to use them (a running service renews its OCSP signer by itself, and takes this one
+    /// when its own is due)
     RenewServiceCerts,
     /// Write the CA chain: intermediate then root, PEM
     Chain {

@@ -139,7 +139,11 @@ pub enum OfficersCommand {
     Add {
         /// The officer's name, an address such as carol@example.org
         name: String,
-        /// Domain the officer is responsible for (repeatable) [default: all the CA's domains]
+        /// What the officer is responsible for (repeatable), with RFC 5280 name-constraint
+        /// rules: `example.org` covers DNS names in and below it and addresses
+        /// `user@example.org`; `.example.org` covers what is below it only (addresses such as
+        /// `user@eng.example.org`); `user@example.org` covers that address alone
+        /// [default: all the CA's domains]
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// Where to write the credential file (created, mode 0600; must not exist)

@@ -80,6 +80,13 @@ pub trait IdentityAuthority: Send + Sync + 'static {
         now: SystemTime,
     ) -> BoxFuture<'a, Result<Vec<u8>, AuthorityRefusal>>;
 
+    /// Whether the CA database still holds `certificate_der` as issued and not revoked: one
+    /// indexed read, made before a cached stapled OCSP response is served again.
+    fn certificate_still_good<'a>(
+        &'a self,
+        certificate_der: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, AuthorityRefusal>>;
+
     /// Whether enrollment without an RA code is allowed.
     fn open_registration(&self) -> bool;
 }
@@ -155,6 +162,17 @@ impl IdentityAuthority for crate::authority::Authority {
     ) -> BoxFuture<'a, Result<Vec<u8>, AuthorityRefusal>> {
         Box::pin(async move {
             crate::authority::Authority::ocsp_for_certificate(self, certificate_der, now)
+                .await
+                .map_err(refusal)
+        })
+    }
+
+    fn certificate_still_good<'a>(
+        &'a self,
+        certificate_der: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, AuthorityRefusal>> {
+        Box::pin(async move {
+            crate::authority::Authority::certificate_still_good(self, certificate_der)
                 .await
                 .map_err(refusal)
         })

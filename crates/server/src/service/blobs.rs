@@ -27,6 +27,17 @@
 //! A blob lives [`BLOB_TTL`] from its creation, long enough for the messages that point to
 //! it. [`run_expiry`] deletes expired records, then their objects; objects whose record is
 //! gone (a crash between the two, an upload racing the expiry) are swept when it starts.
+//!
+//! # Quota
+//!
+//! An account may hold at most [`BlobQuota::bytes`] bytes in at most [`BlobQuota::count`]
+//! unexpired blobs (defaults: [`DEFAULT_BLOB_QUOTA_BYTES`], [`DEFAULT_BLOB_QUOTA_COUNT`]). A
+//! blob counts with its declared size from its creation (an unfinished upload reserves its
+//! bytes) until it expires, so an expired blob frees its share at once, before the expiry
+//! task deletes it. Usage is read from the message store
+//! ([`MessageStore::blob_usage`]) under a per-account lock of this node, so concurrent
+//! creations on one node cannot overshoot; creations racing on two nodes can overshoot by at
+//! most one blob each.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -41,7 +52,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use tokio_util::sync::CancellationToken;
 
 use super::state::unix_ms;
-use crate::store::MessageStore;
+use crate::store::{BlobUsage, MessageStore};
 
 /// Size of every uploaded chunk but a blob's last one: the largest chunk a frame may carry
 /// (`MAX_BLOB_CHUNK_LEN`, 32 KiB). Stored objects are laid out by it, so changing it needs the
@@ -54,6 +65,17 @@ pub const DEFAULT_MAX_BLOB_SIZE: u64 = MAX_BLOB_SIZE;
 /// How long a blob is kept after its creation: as long as an undelivered message that points
 /// to it (30 days), so a recipient who reads the message can fetch the attachment.
 pub const BLOB_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Bytes an account may hold in unexpired blobs unless configured otherwise: 1 GiB.
+pub const DEFAULT_BLOB_QUOTA_BYTES: u64 = 1 << 30;
+
+/// Unexpired blobs an account may hold unless configured otherwise. Bounds the records (and
+/// objects) one account can create with tiny blobs: with the 30-day lifetime, about 330 new
+/// attachments a day.
+pub const DEFAULT_BLOB_QUOTA_COUNT: u64 = 10_000;
+
+/// Lock stripes that serialize blob creations per account on this node.
+const CREATE_LOCK_STRIPES: usize = 64;
 
 /// How often the expiry task deletes expired blobs.
 pub const BLOB_EXPIRY_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -80,6 +102,63 @@ pub enum BlobConfigError {
     Storage(#[from] object_store::Error),
 }
 
+/// What one account may hold in unexpired blobs. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobQuota {
+    /// Sum of the declared sizes.
+    pub bytes: u64,
+    /// Number of blobs.
+    pub count: u64,
+}
+
+impl Default for BlobQuota {
+    fn default() -> Self {
+        Self {
+            bytes: DEFAULT_BLOB_QUOTA_BYTES,
+            count: DEFAULT_BLOB_QUOTA_COUNT,
+        }
+    }
+}
+
+/// A new blob does not fit the account's quota.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuotaExceeded {
+    /// The bytes would pass the limit.
+    #[error(
+        "the account's unexpired blobs hold {used} of its {limit} bytes: {requested} more do not \
+         fit until some expire"
+    )]
+    Bytes {
+        used: u64,
+        requested: u64,
+        limit: u64,
+    },
+    /// The account holds as many blobs as allowed.
+    #[error("the account holds {used} unexpired blobs, the most it may: wait until some expire")]
+    Count { used: u64, limit: u64 },
+}
+
+impl BlobQuota {
+    /// Whether a new blob of `size` bytes fits beside `usage`.
+    pub fn admit(&self, usage: BlobUsage, size: u64) -> Result<(), QuotaExceeded> {
+        if usage.count >= self.count {
+            return Err(QuotaExceeded::Count {
+                used: usage.count,
+                limit: self.count,
+            });
+        }
+        if usage.bytes.saturating_add(size) > self.bytes {
+            return Err(QuotaExceeded::Bytes {
+                used: usage.bytes,
+                requested: size,
+                limit: self.bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// An operation on the blob objects failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -101,6 +180,9 @@ pub struct BlobStore {
     objects: Arc<dyn ObjectStore>,
     max_size: u64,
     ttl: Duration,
+    quota: BlobQuota,
+    /// Held while an account's usage is checked and its new blob recorded.
+    create_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -109,7 +191,8 @@ impl std::fmt::Debug for BlobStore {
             .field("objects", &self.objects.to_string())
             .field("max_size", &self.max_size)
             .field("ttl", &self.ttl)
-            .finish()
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,6 +203,10 @@ impl BlobStore {
             objects,
             max_size: DEFAULT_MAX_BLOB_SIZE,
             ttl: BLOB_TTL,
+            quota: BlobQuota::default(),
+            create_locks: (0..CREATE_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -190,9 +277,30 @@ impl BlobStore {
         self
     }
 
+    /// Sets what one account may hold in unexpired blobs.
+    pub fn with_quota(mut self, quota: BlobQuota) -> Self {
+        self.quota = quota;
+        self
+    }
+
     /// The largest accepted blob.
     pub fn max_size(&self) -> u64 {
         self.max_size
+    }
+
+    /// What one account may hold in unexpired blobs.
+    pub fn quota(&self) -> BlobQuota {
+        self.quota
+    }
+
+    /// Serializes blob creations of `account` on this node (with those of the accounts that
+    /// share its stripe) while its usage is checked and the new record written.
+    pub async fn lock_account(&self, account: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(account);
+        // The modulo keeps the index below the stripe count, which fits usize.
+        let stripe = usize::try_from(hash % self.create_locks.len() as u64).unwrap_or(0);
+        self.create_locks[stripe].lock().await
     }
 
     /// How long a blob is kept after its creation.
@@ -407,6 +515,37 @@ mod tests {
             store().with_max_size(0),
             Err(BlobConfigError::MaxSize(0))
         ));
+    }
+
+    #[test]
+    fn the_quota_admits_up_to_its_limits_and_not_one_past() {
+        let quota = BlobQuota {
+            bytes: 100,
+            count: 3,
+        };
+        let usage = |count, bytes| BlobUsage { count, bytes };
+        assert_eq!(quota.admit(usage(0, 0), 100), Ok(()));
+        assert_eq!(quota.admit(usage(2, 60), 40), Ok(()));
+        assert_eq!(
+            quota.admit(usage(2, 60), 41),
+            Err(QuotaExceeded::Bytes {
+                used: 60,
+                requested: 41,
+                limit: 100
+            })
+        );
+        assert_eq!(
+            quota.admit(usage(3, 0), 1),
+            Err(QuotaExceeded::Count { used: 3, limit: 3 })
+        );
+        // No overflow near the top of the range.
+        let huge = BlobQuota {
+            bytes: u64::MAX,
+            count: u64::MAX,
+        };
+        assert!(huge.admit(usage(1, u64::MAX), 1).is_ok());
+        assert!(quota.admit(usage(0, u64::MAX), u64::MAX).is_err());
+        assert_eq!(BlobQuota::default().bytes, 1 << 30);
     }
 
     #[test]

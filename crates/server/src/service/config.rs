@@ -10,6 +10,8 @@
 //! nats_url = "nats://127.0.0.1:4222"
 //! blob_url = "s3://bucket/prefix"  # default: DIR/blobs; or file:///absolute/folder
 //! max_blob_size = 104857600      # bytes; default and maximum: the protocol's limit
+//! blob_quota_bytes = 1073741824  # bytes one account may hold in unexpired blobs (1 GiB)
+//! blob_quota_count = 10000       # unexpired blobs one account may hold
 //! node_id = "node-1"
 //! log_format = "json"            # or "text"
 //! log = "info,confianza_server=debug"
@@ -19,6 +21,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::Deserialize;
+
+use super::blobs::{BlobQuota, DEFAULT_BLOB_QUOTA_BYTES, DEFAULT_BLOB_QUOTA_COUNT};
 
 /// Default Noise listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
@@ -48,6 +52,12 @@ pub struct RunArgs {
     /// Largest attachment accepted, in bytes [default: the protocol's limit]
     #[arg(long)]
     pub max_blob_size: Option<u64>,
+    /// Bytes one account may hold in unexpired attachments [default: 1073741824 (1 GiB)]
+    #[arg(long)]
+    pub blob_quota_bytes: Option<u64>,
+    /// Unexpired attachments one account may hold [default: 10000]
+    #[arg(long)]
+    pub blob_quota_count: Option<u64>,
     /// This node's name in logs and metrics [default: the host name or "node"]
     #[arg(long)]
     pub node_id: Option<String>,
@@ -82,6 +92,8 @@ pub struct ServiceConfig {
     pub blob_url: Option<String>,
     /// `None`: the protocol's limit.
     pub max_blob_size: Option<u64>,
+    /// What one account may hold in unexpired blobs.
+    pub blob_quota: BlobQuota,
     pub node_id: String,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -115,6 +127,8 @@ struct FileService {
     nats_url: Option<String>,
     blob_url: Option<String>,
     max_blob_size: Option<u64>,
+    blob_quota_bytes: Option<u64>,
+    blob_quota_count: Option<u64>,
     node_id: Option<String>,
     log_format: Option<LogFormat>,
     log: Option<String>,
@@ -177,6 +191,16 @@ impl ServiceConfig {
                 })
                 .transpose()
         };
+        let env_u64 = |name: &'static str, what: &str| -> Result<Option<u64>, ConfigError> {
+            env(name)
+                .map(|value| {
+                    value.parse().map_err(|_| ConfigError::Environment {
+                        name,
+                        reason: format!("{value:?} is not a number of {what}"),
+                    })
+                })
+                .transpose()
+        };
         let env_log_format = match env("CONFIANZA_LOG_FORMAT") {
             None => None,
             Some(value) => Some(match value.as_str() {
@@ -227,12 +251,20 @@ impl ServiceConfig {
                 .or(file.blob_url),
             max_blob_size: match args.max_blob_size {
                 Some(size) => Some(size),
-                None => match env("CONFIANZA_MAX_BLOB_SIZE") {
-                    Some(value) => Some(value.parse().map_err(|_| ConfigError::Environment {
-                        name: "CONFIANZA_MAX_BLOB_SIZE",
-                        reason: format!("{value:?} is not a number of bytes"),
-                    })?),
-                    None => file.max_blob_size,
+                None => env_u64("CONFIANZA_MAX_BLOB_SIZE", "bytes")?.or(file.max_blob_size),
+            },
+            blob_quota: BlobQuota {
+                bytes: match args.blob_quota_bytes {
+                    Some(bytes) => bytes,
+                    None => env_u64("CONFIANZA_BLOB_QUOTA_BYTES", "bytes")?
+                        .or(file.blob_quota_bytes)
+                        .unwrap_or(DEFAULT_BLOB_QUOTA_BYTES),
+                },
+                count: match args.blob_quota_count {
+                    Some(count) => count,
+                    None => env_u64("CONFIANZA_BLOB_QUOTA_COUNT", "blobs")?
+                        .or(file.blob_quota_count)
+                        .unwrap_or(DEFAULT_BLOB_QUOTA_COUNT),
                 },
             },
             node_id: args
@@ -273,6 +305,49 @@ mod tests {
         assert_eq!(config.http.to_string(), DEFAULT_HTTP);
         assert_eq!(config.database_url, None);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(
+            config.blob_quota,
+            BlobQuota {
+                bytes: 1 << 30,
+                count: 10_000
+            }
+        );
+    }
+
+    #[test]
+    fn the_blob_quota_comes_from_flags_environment_or_file() {
+        let file = "[service]\nblob_quota_bytes = 1000\nblob_quota_count = 7\n";
+        let config =
+            ServiceConfig::resolve(Some(file), "c.toml", no_env, &RunArgs::default()).expect("ok");
+        assert_eq!(
+            config.blob_quota,
+            BlobQuota {
+                bytes: 1000,
+                count: 7
+            }
+        );
+
+        let env = |name: &str| (name == "CONFIANZA_BLOB_QUOTA_BYTES").then(|| "2000".to_owned());
+        let args = RunArgs {
+            blob_quota_count: Some(9),
+            ..RunArgs::default()
+        };
+        let config = ServiceConfig::resolve(Some(file), "c.toml", env, &args).expect("ok");
+        assert_eq!(
+            config.blob_quota,
+            BlobQuota {
+                bytes: 2000,
+                count: 9
+            }
+        );
+
+        let env = |name: &str| (name == "CONFIANZA_BLOB_QUOTA_COUNT").then(|| "many".to_owned());
+        let error =
+            ServiceConfig::resolve(None, "c.toml", env, &RunArgs::default()).expect_err("refused");
+        assert!(
+            error.to_string().contains("CONFIANZA_BLOB_QUOTA_COUNT"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -17,15 +17,10 @@ pub const CRL_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Checks every `interval` (once at start) until `stop` is cancelled.
 pub async fn run(authority: Authority, interval: Duration, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        refresh_once(&authority, SystemTime::now()).await;
-    }
+    super::schedule::every(interval, stop, || {
+        refresh_once(&authority, SystemTime::now())
+    })
+    .await;
 }
 
 /// One look: republishes the CRL when it is missing or near its nextUpdate.
@@ -40,10 +35,8 @@ pub async fn refresh_once(authority: &Authority, now: SystemTime) {
 mod tests {
     use super::*;
     use crate::authority::CRL_REFRESH_MARGIN;
-    use crate::authority::init::{DEFAULT_HTTP_URL, InitOptions, init};
+    use crate::authority::init::{InitOptions, init};
     use crate::store::ca::CaStore;
-    use confianza_pki::seal::SealParams;
-    use confianza_pki::signer::CaAlgorithm;
 
     async fn latest_number(authority: &Authority) -> i64 {
         authority
@@ -59,16 +52,9 @@ mod tests {
     async fn the_crl_is_republished_before_half_its_lifetime() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
-        let options = InitOptions {
-            organisation: "Example Org".into(),
-            name: "chat.example.org".into(),
-            key_type: CaAlgorithm::Ed25519,
-            domains: vec!["example.org".into()],
-            open_registration: false,
-            http_url: DEFAULT_HTTP_URL.into(),
-            seal_params: SealParams::RECOMMENDED,
-        };
-        init(&dir, options, None, None).await.expect("init");
+        init(&dir, InitOptions::example(), None, None)
+            .await
+            .expect("init");
         let authority = Authority::open(&dir, None, None).await.expect("open");
         let first = latest_number(&authority).await;
         let now = SystemTime::now();

@@ -19,6 +19,13 @@ pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// `Ack` frame may carry, so a client can always acknowledge everything in flight at once.
 pub const MAX_DELIVERIES_IN_FLIGHT: usize = confianza_api::limits::MAX_ACKS_PER_FRAME;
 
+/// Entries the writer hands straight to one connected device's pump and the pump has not
+/// taken yet. A pump whose window is full stops taking; past this the writer stops handing
+/// over and the pump reads its mailbox instead once it has room, so a client that does not
+/// acknowledge costs the server this many entries in memory, not its whole queue. Twice the
+/// window: a burst arriving while a full window drains still goes by hand.
+pub const MAX_HANDED_OFF: usize = 2 * MAX_DELIVERIES_IN_FLIGHT;
+
 /// A device is told `PreKeysLow` when its one-time EC or Kyber prekeys fall below this after a
 /// bundle fetch, or after an upload that leaves it below. A tenth of one upload: enough
 /// headroom for a burst of new contacts while the client replenishes.

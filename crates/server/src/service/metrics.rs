@@ -23,6 +23,10 @@ pub struct Metrics {
     pub messages_in_total: Counter,
     /// Deliveries pushed to devices (envelopes and receipts).
     pub messages_out_total: Counter,
+    /// Deliveries pushed as the writer handed them over, without a mailbox read.
+    pub deliveries_handed_off_total: Counter,
+    /// Mailbox reads (`pending`) by the pumps of connected devices.
+    pub mailbox_reads_total: Counter,
     /// Deliveries acknowledged by devices.
     pub messages_acknowledged_total: Counter,
     /// Mailbox entries removed by expiry.
@@ -54,6 +58,8 @@ impl Metrics {
         let request_errors_total = Counter::default();
         let messages_in_total = Counter::default();
         let messages_out_total = Counter::default();
+        let deliveries_handed_off_total = Counter::default();
+        let mailbox_reads_total = Counter::default();
         let messages_acknowledged_total = Counter::default();
         let messages_expired_total = Counter::default();
         let writer_queue_depth = Gauge::default();
@@ -95,6 +101,16 @@ impl Metrics {
             messages_out_total.clone(),
         );
         registry.register(
+            "deliveries_handed_off",
+            "Deliveries pushed as the writer handed them over, without a mailbox read",
+            deliveries_handed_off_total.clone(),
+        );
+        registry.register(
+            "mailbox_reads",
+            "Mailbox reads by the pumps of connected devices",
+            mailbox_reads_total.clone(),
+        );
+        registry.register(
             "messages_acknowledged",
             "Deliveries acknowledged by devices",
             messages_acknowledged_total.clone(),
@@ -132,6 +148,8 @@ impl Metrics {
             request_errors_total,
             messages_in_total,
             messages_out_total,
+            deliveries_handed_off_total,
+            mailbox_reads_total,
             messages_acknowledged_total,
             messages_expired_total,
             writer_queue_depth,

@@ -7,6 +7,7 @@
 //! | `config` | TOML file + `CONFIANZA_*` environment + flags |
 //! | `server` | listeners, start, graceful shutdown |
 //! | `connection` | one client: handshake, reader loop, socket writer |
+//! | `handshake` | what the Noise handshake presents: the Noise certificate and the CA chain |
 //! | `session`, `handlers/` | a connection's state and its requests, one file per area |
 //! | `writer` | the single writer: group commit of every send and acknowledgement |
 //! | `device_cache` | recipients' device lists, reused for a moment by sends |
@@ -15,6 +16,7 @@
 //! | `nats` | the bus of several nodes: local dispatch + NATS publish/subscribe |
 //! | `blobs`, `handlers/blobs` | attachment bytes in object storage: chunked resumable uploads, ranges, expiry |
 //! | `authority` | what the service asks of the CA, as a trait |
+//! | `crl_schedule`, `ocsp_renewal` | the CA's schedules: CRL republished, OCSP signer renewed |
 //! | `expiry`, `metrics`, `http`, `ocsp_cache`, `rate_limit`, `limits` | the rest |
 //!
 //! # Guarantees
@@ -38,13 +40,16 @@ mod error;
 mod events;
 mod expiry;
 mod handlers;
+pub mod handshake;
 mod http;
 pub mod limits;
 mod mailbox;
 mod metrics;
 mod nats;
 mod ocsp_cache;
+mod ocsp_renewal;
 mod rate_limit;
+mod schedule;
 mod server;
 mod session;
 mod state;
@@ -54,16 +59,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use confianza_noise::{ServerConfig, StaticKeyPair};
 
 pub use authority::{AuthorityRefusal, BoxFuture, IdentityAuthority, IssuedCertificate};
 pub use blobs::{
-    BLOB_CHUNK_SIZE, BLOB_EXPIRY_INTERVAL, BLOB_TTL, BlobConfigError, BlobError, BlobStore,
-    DEFAULT_MAX_BLOB_SIZE, expire_once as expire_blobs_once,
+    BLOB_CHUNK_SIZE, BLOB_EXPIRY_INTERVAL, BLOB_TTL, BlobConfigError, BlobError, BlobQuota,
+    BlobStore, DEFAULT_BLOB_QUOTA_BYTES, DEFAULT_BLOB_QUOTA_COUNT, DEFAULT_MAX_BLOB_SIZE,
+    QuotaExceeded, expire_once as expire_blobs_once,
 };
 pub use config::{ConfigError, LogFormat, RunArgs, ServiceConfig};
 pub use connection::CONNECTION_ERROR_ID;
-pub use events::{Event, EventBus, LocalBus, NoticeTarget, Registry};
+pub use events::{Announcer, Claim, Event, EventBus, LocalBus, NoticeTarget, Registry};
 pub use metrics::Metrics;
 pub use nats::{BusDecodeError, NatsBus, NatsError, NatsLink};
 pub use server::{RunningService, ServiceOptions, start};
@@ -94,12 +99,9 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         None => Database::open_sqlite_file(&authority.layout().database()).await,
     }
     .context("opening the message database")?;
-    let store = AnyMessageStore::new(&database);
-    let noise = ServerConfig::new(
-        StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-        authority.noise_certificate_der(),
-    )
-    .context("the server's Noise key and certificate")?;
+    let store = AnyMessageStore::new(&database).context("opening the message store")?;
+    let noise =
+        handshake::server_config(&authority).context("the server's Noise key and certificate")?;
     if config.blob_url.is_none() && config.nats_url.is_some() {
         tracing::warn!(
             "blob_url is not set: attachments stay in this node's data directory, where \
@@ -114,6 +116,7 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         Some(max) => blobs.with_max_size(max),
         None => Ok(blobs),
     })
+    .map(|blobs| blobs.with_quota(config.blob_quota))
     .context("the blob store")?;
     let nats = match &config.nats_url {
         Some(url) => {
@@ -145,6 +148,11 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         crl_schedule::CRL_CHECK_INTERVAL,
         crl_stop.clone(),
     ));
+    let ocsp_task = tokio::spawn(ocsp_renewal::run(
+        authority.clone(),
+        ocsp_renewal::OCSP_RENEWAL_CHECK_INTERVAL,
+        crl_stop.clone(),
+    ));
     options.http_routes = crate::http::repository_router(authority);
     options.bus = nats.map(NatsLink::bus_builder);
     options.blobs = Some(blobs);
@@ -156,6 +164,7 @@ pub async fn run(data: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     running.shutdown().await;
     crl_stop.cancel();
     let _ = crl_task.await;
+    let _ = ocsp_task.await;
     Ok(())
 }
 

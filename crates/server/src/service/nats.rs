@@ -1,6 +1,8 @@
 //! The event bus of several nodes: every event is dispatched to this node's [`Registry`] at
 //! once and published to NATS, where the other nodes of the organisation pick it up and
-//! dispatch it to theirs.
+//! dispatch it to theirs. The registry's claims (which connection of a device is the newest,
+//! see `events`) travel the same way, so a device connecting to one node displaces its older
+//! connection on another.
 //!
 //! # Why losing a NATS message is safe
 //!
@@ -10,7 +12,9 @@
 //! another node is late. The client reconnects to NATS on its own; after each reconnection
 //! (and after the NATS server reports that this node fell behind) the node wakes every
 //! connection it holds so that each looks at its mailbox again, and nothing published during
-//! the gap waits for the device's next reconnection.
+//! the gap waits for the device's next reconnection; it also announces the claim of every
+//! connection it holds again, so a device that connected to two nodes during the gap keeps
+//! only the newer connection.
 //!
 //! # Wire format
 //!
@@ -21,12 +25,15 @@
 //! event     = 0x01 address device_id             ; Event::Mailbox
 //!           | 0x02 address notice                ; Event::Notice to every device of an account
 //!           | 0x03 address device_id notice      ; Event::Notice to one device
+//!           | 0x04 address device_id stamp node   ; Event::Claimed
 //! address   = length:u8 UTF-8 bytes              ; at most MAX_ADDRESS_LEN
 //! device_id = u32 big-endian
 //! notice    = length:u16 big-endian, a ServerFrame::Notice in the client protocol's encoding
+//! stamp     = u64 big-endian                     ; Claim::stamp
+//! node      = [u8; 16]                           ; Claim::node
 //! ```
 //!
-//! `origin` is a random id drawn when the bus starts: a node ignores its own echoes (it has
+//! `origin` is the registry's random node id: a node ignores its own echoes (it has
 //! dispatched those events already) even when two nodes share a configured name. Anything on
 //! the subject that does not decode is dropped with a log line; it never reaches a connection.
 
@@ -37,11 +44,10 @@ use bytes::Bytes;
 use confianza_api::limits::MAX_ADDRESS_LEN;
 use confianza_api::{Notice, ServerFrame};
 use futures_util::StreamExt;
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::events::{Event, EventBus, NoticeTarget, Registry};
+use super::events::{Claim, Event, EventBus, NODE_ID_LEN, NoticeTarget, Registry};
 use crate::store::DeviceAddress;
 
 /// Largest NATS message the bus publishes or accepts. A batch with more events is split. The
@@ -66,12 +72,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Version byte of the wire format.
 const VERSION: u8 = 1;
-/// Length of the random origin id.
-const ORIGIN_LEN: usize = 16;
+/// Length of the random origin id (the registry's node id).
+const ORIGIN_LEN: usize = NODE_ID_LEN;
 const HEADER_LEN: usize = 1 + ORIGIN_LEN;
 const TAG_MAILBOX: u8 = 1;
 const TAG_NOTICE_ACCOUNT: u8 = 2;
 const TAG_NOTICE_DEVICE: u8 = 3;
+const TAG_CLAIMED: u8 = 4;
 
 /// The NATS link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -231,11 +238,18 @@ impl std::fmt::Debug for NatsBus {
 }
 
 impl NatsBus {
-    /// Starts the publisher and subscriber tasks of `link` feeding `registry`.
+    /// Starts the publisher and subscriber tasks of `link` feeding `registry`, and installs
+    /// the announcer of `registry`'s claims.
     pub fn start(link: NatsLink, registry: Arc<Registry>) -> Self {
-        let mut origin = [0u8; ORIGIN_LEN];
-        rand::rng().fill_bytes(&mut origin);
+        let origin = registry.node_id();
         let (outgoing, queued) = mpsc::channel(OUTGOING_QUEUE_LEN);
+        let announcements = outgoing.clone();
+        let installed = registry.set_announcer(Box::new(move |events: Vec<Event>| {
+            queue(&announcements, &origin, &events);
+        }));
+        if !installed {
+            tracing::warn!("the registry already announces its claims elsewhere");
+        }
         let stop = CancellationToken::new();
         tokio::spawn(forward(link.client.clone(), link.subject.clone(), queued));
         tokio::spawn(receive(
@@ -261,10 +275,15 @@ impl EventBus for NatsBus {
         for event in &events {
             self.registry.dispatch(event);
         }
-        for payload in encode_batches(&self.origin, &events) {
-            if self.outgoing.try_send(Bytes::from(payload)).is_err() {
-                tracing::warn!("NATS publish queue full: a wake-up for other nodes was dropped");
-            }
+        queue(&self.outgoing, &self.origin, &events);
+    }
+}
+
+/// Encodes `events` and queues them for the publisher, dropping what does not fit the queue.
+fn queue(outgoing: &mpsc::Sender<Bytes>, origin: &[u8; ORIGIN_LEN], events: &[Event]) {
+    for payload in encode_batches(origin, events) {
+        if outgoing.try_send(Bytes::from(payload)).is_err() {
+            tracing::warn!("NATS publish queue full: events for other nodes were dropped");
         }
     }
 }
@@ -315,6 +334,7 @@ async fn receive(
                 Some(event) = link_events.recv() => {
                     tracing::debug!(?event, "waking every local connection after a NATS gap");
                     registry.wake_all();
+                    registry.reannounce_claims();
                 }
                 message = subscriber.next() => match message {
                     Some(message) => match decode(&message.payload) {
@@ -394,6 +414,13 @@ fn encode_event(event: &Event, out: &mut Vec<u8>) -> Result<(), &'static str> {
             encode_device(device, out)?;
             encode_notice(notice, out)
         }
+        Event::Claimed { device, claim } => {
+            out.push(TAG_CLAIMED);
+            encode_device(device, out)?;
+            out.extend_from_slice(&claim.stamp.to_be_bytes());
+            out.extend_from_slice(&claim.node);
+            Ok(())
+        }
     }
 }
 
@@ -449,6 +476,10 @@ pub fn decode(payload: &[u8]) -> Result<([u8; ORIGIN_LEN], Vec<Event>), BusDecod
                 to: NoticeTarget::Device(reader.device()?),
                 notice: reader.notice()?,
             },
+            TAG_CLAIMED => Event::Claimed {
+                device: reader.device()?,
+                claim: reader.claim()?,
+            },
             tag => return Err(BusDecodeError::Tag(tag)),
         };
         events.push(event);
@@ -488,6 +519,16 @@ impl<'a> Reader<'a> {
         Ok(DeviceAddress { address, device_id })
     }
 
+    fn claim(&mut self) -> Result<Claim, BusDecodeError> {
+        let stamp = self.take(8)?;
+        let stamp = u64::from_be_bytes(stamp.try_into().map_err(|_| BusDecodeError::Truncated)?);
+        let node = self
+            .take(NODE_ID_LEN)?
+            .try_into()
+            .map_err(|_| BusDecodeError::Truncated)?;
+        Ok(Claim { stamp, node })
+    }
+
     fn notice(&mut self) -> Result<Notice, BusDecodeError> {
         let len = self.take(2)?;
         let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
@@ -501,6 +542,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use confianza_api::{GroupId, PreKeyCount};
+    use rand::Rng;
 
     use super::*;
 
@@ -528,6 +570,13 @@ mod tests {
                     kyber_one_time: 1,
                     kyber_last_resort_used: true,
                 }),
+            },
+            Event::Claimed {
+                device: device("dave@example.org", 2),
+                claim: Claim {
+                    stamp: 0x0102_0304_0506_0708,
+                    node: [0xab; NODE_ID_LEN],
+                },
             },
         ]
     }
@@ -637,6 +686,54 @@ mod tests {
         let mut not_utf8 = good;
         not_utf8[HEADER_LEN + 2] = 0xff;
         assert_eq!(decode(&not_utf8), Err(BusDecodeError::Address));
+    }
+
+    #[tokio::test]
+    async fn a_registration_on_one_bus_displaces_the_older_one_on_the_other() {
+        let Ok(url) = std::env::var("NATS_URL") else {
+            eprintln!("NATS_URL is not set: skipping the NATS displacement test");
+            return;
+        };
+        let mut namespace = [0u8; 8];
+        rand::rng().fill_bytes(&mut namespace);
+        let namespace = format!("test-{}", hex::encode(namespace));
+        let first_registry = Arc::new(Registry::default());
+        let second_registry = Arc::new(Registry::default());
+        let _first = NatsBus::start(
+            NatsLink::connect(&url, &namespace, "first")
+                .await
+                .expect("connects"),
+            first_registry.clone(),
+        );
+        let _second = NatsBus::start(
+            NatsLink::connect(&url, &namespace, "second")
+                .await
+                .expect("connects"),
+            second_registry.clone(),
+        );
+        let alice = device("alice@example.org", 1);
+        let old = first_registry.register(&alice);
+        // The subscriptions are set up by background tasks: register again on the second
+        // node until its announcement displaces the first node's connection.
+        let displaced = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let new = second_registry.register(&alice);
+                if tokio::time::timeout(Duration::from_millis(100), old.displaced.cancelled())
+                    .await
+                    .is_ok()
+                {
+                    return new;
+                }
+            }
+        })
+        .await;
+        let new = displaced.expect("the first node's connection is displaced");
+        assert_eq!(first_registry.connected_devices(), 0);
+        // Nothing displaces the newer connection: the first node had nothing newer to answer.
+        let answered =
+            tokio::time::timeout(Duration::from_millis(300), new.displaced.cancelled()).await;
+        assert!(answered.is_err(), "the newer connection stays");
+        assert_eq!(second_registry.connected_devices(), 1);
     }
 
     #[test]

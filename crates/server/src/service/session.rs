@@ -3,22 +3,23 @@
 //! The handlers live in `handlers/`, one file per area.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use confianza_api::{
     ApiError, Challenge, ErrorCode, NoisePublicKey, Request, RequestBody, ResponseBody, ServerFrame,
 };
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::error::Failure;
 use super::limits::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_SECOND, SEND_BURST, SENDS_PER_SECOND};
 use super::rate_limit::TokenBucket;
 use super::state::Shared;
-use crate::store::{Device, DeviceAddress, MessageStore};
+use super::writer::{Completion, WriteError};
+use crate::store::{Device, DeviceAddress, EnqueueOutcome, MessageStore};
 
 /// The deliveries of this connection: pushed and not yet acknowledged, and the highest id
 /// pushed so far (the mailbox cursor).
@@ -42,15 +43,16 @@ pub fn lock_window(in_flight: &InFlight) -> std::sync::MutexGuard<'_, Window> {
 pub enum Reply {
     /// Answer now.
     Now(Result<ResponseBody, Failure>),
-    /// A task answers later (a send, once committed).
+    /// The writer answers once the send is committed (see [`Session::answer_on_commit`]).
     Deferred,
 }
 
 /// Once a device is known: its mailbox pump and the handles shared with it.
 pub struct Delivering {
     pub in_flight: InFlight,
-    /// Wakes the pump (new mail, or room in the window after an acknowledgement).
-    pub mailbox: Arc<Notify>,
+    /// Wakes the pump when an acknowledgement made room in a full window. New mail wakes it
+    /// through its registration instead.
+    pub room: Arc<Notify>,
     /// Cancelled when a newer connection of the same device took over.
     pub displaced: CancellationToken,
     /// Stops the pump.
@@ -67,9 +69,9 @@ pub struct Session<S> {
     pub device: Option<Device>,
     /// The enrollment challenge handed out on this connection, with its issue time.
     pub challenge: Option<(Challenge, Instant)>,
+    /// Frames for the socket writer. The writer's completions hold clones until they have
+    /// answered, so the socket stays open until every committed send is answered.
     pub outbound: mpsc::Sender<ServerFrame>,
-    /// Tasks answering deferred requests; awaited before the connection closes.
-    pub replies: JoinSet<()>,
     pub delivering: Option<Delivering>,
     pub bundle_fetches: TokenBucket,
     pub sends: TokenBucket,
@@ -101,7 +103,6 @@ impl<S: MessageStore + Clone> Session<S> {
             device,
             challenge: None,
             outbound,
-            replies: JoinSet::new(),
             delivering: None,
             bundle_fetches: TokenBucket::new(BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_SECOND, now),
             sends: TokenBucket::new(SEND_BURST, SENDS_PER_SECOND, now),
@@ -196,21 +197,32 @@ impl<S: MessageStore + Clone> Session<S> {
         }
     }
 
-    /// Spawns the task that answers request `id` once `answer` resolves.
-    pub fn defer(
-        &mut self,
+    /// A completion for the writer that answers request `id` on this connection with what
+    /// `answer` makes of the send's outcomes. It runs on the writer's task and does not wait:
+    /// the frame is queued at once, or, when the connection's queue is full (a client that
+    /// does not read), by a task of its own.
+    pub fn answer_on_commit(
+        &self,
         id: u64,
         started: Instant,
-        answer: impl Future<Output = Result<ResponseBody, Failure>> + Send + 'static,
-    ) {
-        // Reap the answers already sent, so a long connection does not accumulate handles.
-        while self.replies.try_join_next().is_some() {}
+        answer: impl FnOnce(Result<Vec<EnqueueOutcome>, WriteError>) -> Result<ResponseBody, Failure>
+        + Send
+        + 'static,
+    ) -> Completion {
         let shared = self.shared.clone();
         let outbound = self.outbound.clone();
-        self.replies.spawn(async move {
+        Box::new(move |outcomes| {
             // A deferred answer never closes the connection (sends are refused, not fatal).
-            respond(&shared, &outbound, id, started, answer.await).await;
-        });
+            let (frame, _) = answer_frame(&shared, id, started, answer(outcomes));
+            match outbound.try_send(frame) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(frame)) => {
+                    tokio::spawn(async move {
+                        let _ = outbound.send(frame).await;
+                    });
+                }
+            }
+        })
     }
 
     /// The current wall-clock time.
@@ -227,12 +239,26 @@ async fn respond<S>(
     started: Instant,
     result: Result<ResponseBody, Failure>,
 ) -> Option<ApiError> {
+    let (frame, closing) = answer_frame(shared, id, started, result);
+    // The connection may be closing already; the answer is then lost with it.
+    let _ = outbound.send(frame).await;
+    closing
+}
+
+/// The frame answering request `id`, counted in the metrics, and the error when it closes the
+/// connection.
+fn answer_frame<S>(
+    shared: &Shared<S>,
+    id: u64,
+    started: Instant,
+    result: Result<ResponseBody, Failure>,
+) -> (ServerFrame, Option<ApiError>) {
     shared.metrics.requests_total.inc();
     shared
         .metrics
         .request_seconds
         .observe(started.elapsed().as_secs_f64());
-    let (frame, closing) = match result {
+    match result {
         Ok(body) => (ServerFrame::ok(id, body), None),
         Err(Failure::Refused(error)) => {
             shared.metrics.request_errors_total.inc();
@@ -243,8 +269,5 @@ async fn respond<S>(
             shared.metrics.request_errors_total.inc();
             (ServerFrame::error(id, error.clone()), Some(error))
         }
-    };
-    // The connection may be closing already; the answer is then lost with it.
-    let _ = outbound.send(frame).await;
-    closing
+    }
 }

@@ -1,10 +1,20 @@
 //! The single writer: every connection's sends **and acknowledgements** go through one task
 //! that commits them in batches (group commit). It takes everything queued, deletes the
-//! acknowledged entries, stores the sends with **one** [`MessageStore::enqueue`] call (one
-//! transaction, one fsync) and the delivery receipts the acknowledgements owe with one
-//! [`MessageStore::enqueue_receipts`] call, then answers each connection and wakes the
-//! recipients. Under load a commit carries many sends, so durability costs one fsync per batch
-//! instead of one per message; when idle a send is committed alone at once.
+//! acknowledged entries of every device with **one** [`MessageStore::acknowledge_batch`] call,
+//! stores the delivery receipts they owe with one [`MessageStore::enqueue_receipts_returning`]
+//! call and the sends with one [`MessageStore::enqueue_returning`] call (one transaction, one fsync each), then
+//! answers each send through its completion and wakes the recipients. Under load a commit
+//! carries many sends, so durability costs one fsync per batch instead of one per message;
+//! when idle a send is committed alone at once.
+//!
+//! What a commit stored comes back from the store with its delivery ids
+//! ([`MessageStore::enqueue_returning`]); the writer hands those entries straight to the pumps
+//! of recipients connected to this node ([`Handoff`]), which then push them without reading
+//! their mailbox; only recipients connected elsewhere (or when the store cannot tell the ids)
+//! are woken through the bus.
+//!
+//! Nobody waits on the writer's task for an answer: a send's completion runs on the writer
+//! (it queues the `Sent` frame on the connection), and an acknowledgement needs no answer.
 //!
 //! Because nothing else on the delivery path writes, the writer never waits for the database's
 //! write lock (SQLite has one, and its busy handler sleeps in millisecond steps).
@@ -22,9 +32,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventBus};
 use super::limits::{MAX_WRITER_BATCH, WRITER_QUEUE_LEN};
+use super::mailbox::Handoff;
 use super::metrics::Metrics;
 use super::state::unix_ms;
-use crate::store::{DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt};
+use crate::store::{
+    DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt, StoredEntry,
+};
 
 /// The writer could not store a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,26 +51,32 @@ pub enum WriteError {
     Closed,
 }
 
-/// What one send asked the writer to store, and where to answer.
+/// What runs once a send is committed (or has failed): one outcome per message, in order.
+/// It runs on the writer's task, so it must not block; it is dropped uncalled only when the
+/// writer stops without committing (the server is going down).
+pub type Completion = Box<dyn FnOnce(Result<Vec<EnqueueOutcome>, WriteError>) + Send>;
+
+/// What one send asked the writer to store, and what to run when it is committed.
 struct SendJob {
     messages: Vec<NewMessage>,
-    reply: oneshot::Sender<Result<Vec<EnqueueOutcome>, WriteError>>,
+    completion: Completion,
     queued_at: Instant,
 }
 
-/// What one `Ack` frame asked the writer to delete, and where to answer.
+/// What one `Ack` frame asked the writer to delete.
 struct AckJob {
     device: DeviceAddress,
     delivery_ids: Vec<u64>,
     /// How long the delivery receipts owed for these entries wait unread before expiry.
     receipt_ttl: Duration,
-    reply: oneshot::Sender<Result<(), WriteError>>,
 }
 
 /// One unit of work for the writer.
 enum Job {
     Send(SendJob),
     Ack(AckJob),
+    /// Answered once everything queued before it is committed.
+    Barrier(oneshot::Sender<()>),
 }
 
 impl Job {
@@ -66,6 +85,7 @@ impl Job {
         match self {
             Self::Send(send) => send.messages.len(),
             Self::Ack(ack) => ack.delivery_ids.len(),
+            Self::Barrier(_) => 0,
         }
     }
 }
@@ -75,6 +95,7 @@ impl Job {
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     metrics: Metrics,
+    handoff: Arc<Handoff>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -83,50 +104,60 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// The answer to a submitted send, once committed.
-pub type Committed = oneshot::Receiver<Result<Vec<EnqueueOutcome>, WriteError>>;
-
-/// Where a job's outcomes go: how many messages it had, its reply channel, when it queued.
-type Answer = (
-    usize,
-    oneshot::Sender<Result<Vec<EnqueueOutcome>, WriteError>>,
-    Instant,
-);
+/// Where a job's outcomes go: how many messages it had, its completion, when it queued.
+type Answer = (usize, Completion, Instant);
 
 impl Writer {
-    /// Queues `messages` (stored in one transaction with the rest of their batch, in order)
-    /// and returns where their outcomes will arrive. Sends submitted one after another by the
-    /// same task are committed in that order. Waits while the queue is full.
-    pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Committed, WriteError> {
-        let (reply, committed) = oneshot::channel();
+    /// Queues `messages` (stored in one transaction with the rest of their batch, in order);
+    /// `completion` gets their outcomes once committed. Sends submitted one after another by
+    /// the same task are committed, and completed, in that order. Waits while the queue is
+    /// full; `Err(Closed)` (and `completion` dropped uncalled) once the writer has stopped.
+    pub async fn submit(
+        &self,
+        messages: Vec<NewMessage>,
+        completion: Completion,
+    ) -> Result<(), WriteError> {
         self.queue(Job::Send(SendJob {
             messages,
-            reply,
+            completion,
             queued_at: Instant::now(),
         }))
-        .await?;
-        Ok(committed)
+        .await
     }
 
-    /// Deletes `device`'s acknowledged entries `delivery_ids` in the next batch (ids it does not
-    /// hold are ignored) and queues the delivery receipts owed to their senders, expiring after
-    /// `receipt_ttl`. Returns once the deletion is committed. A receipt that cannot be stored
-    /// is logged and dropped: it costs a sender a "delivered" mark, never a message.
+    /// Queues the deletion of `device`'s acknowledged entries `delivery_ids` (ids it does not
+    /// hold are ignored) and of the delivery receipts owed to their senders, expiring after
+    /// `receipt_ttl`, for the next batch. Returns once queued: nothing waits for the commit (an
+    /// entry whose deletion fails stays queued and is delivered again on the next connection;
+    /// clients drop repeats). A receipt that cannot be stored is logged and dropped: it costs
+    /// a sender a "delivered" mark, never a message. Waits while the queue is full.
     pub async fn acknowledge(
         &self,
         device: DeviceAddress,
         delivery_ids: Vec<u64>,
         receipt_ttl: Duration,
     ) -> Result<(), WriteError> {
-        let (reply, done) = oneshot::channel();
         self.queue(Job::Ack(AckJob {
             device,
             delivery_ids,
             receipt_ttl,
-            reply,
         }))
-        .await?;
-        done.await.map_err(|_| WriteError::Closed)?
+        .await
+    }
+
+    /// Returns once every job queued before this call (sends, acknowledgements) is committed
+    /// or has failed. A new connection waits for it before reading its backlog, so that the
+    /// acknowledgements its device sent on an earlier connection to this node are applied
+    /// first and nothing acknowledged comes again.
+    pub async fn barrier(&self) -> Result<(), WriteError> {
+        let (done, committed) = oneshot::channel();
+        self.queue(Job::Barrier(done)).await?;
+        committed.await.map_err(|_| WriteError::Closed)
+    }
+
+    /// Where the writer hands what it stored to the pumps of devices connected to this node.
+    pub(crate) fn handoff(&self) -> &Arc<Handoff> {
+        &self.handoff
     }
 
     async fn queue(&self, job: Job) -> Result<(), WriteError> {
@@ -149,19 +180,33 @@ pub fn spawn<S: MessageStore + Clone>(
     stop: CancellationToken,
 ) -> (Writer, JoinHandle<()>) {
     let (jobs, receiver) = mpsc::channel(WRITER_QUEUE_LEN);
+    let handoff = Arc::new(Handoff::default());
     let writer = Writer {
         jobs,
         metrics: metrics.clone(),
+        handoff: handoff.clone(),
     };
-    let task = tokio::spawn(run(store, bus, metrics, max_queue, receiver, stop));
+    let context = Context {
+        bus,
+        metrics,
+        handoff,
+        max_queue,
+    };
+    let task = tokio::spawn(run(store, context, receiver, stop));
     (writer, task)
+}
+
+/// What the writer's task works with besides its store and its queue.
+struct Context {
+    bus: Arc<dyn EventBus>,
+    metrics: Metrics,
+    handoff: Arc<Handoff>,
+    max_queue: u64,
 }
 
 async fn run<S: MessageStore>(
     store: S,
-    bus: Arc<dyn EventBus>,
-    metrics: Metrics,
-    max_queue: u64,
+    context: Context,
     mut receiver: mpsc::Receiver<Job>,
     stop: CancellationToken,
 ) {
@@ -191,81 +236,99 @@ async fn run<S: MessageStore>(
                 Err(_) => break,
             }
         }
-        commit(&store, bus.as_ref(), &metrics, max_queue, batch).await;
+        commit(&store, &context, batch).await;
     }
     tracing::debug!("writer stopped: every queued send is committed");
 }
 
-async fn commit<S: MessageStore>(
-    store: &S,
-    bus: &dyn EventBus,
-    metrics: &Metrics,
-    max_queue: u64,
-    batch: Vec<Job>,
-) {
+async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) {
+    let metrics = &context.metrics;
     metrics.writer_queue_depth.dec_by(batch.len() as i64);
     let mut sends = Vec::with_capacity(batch.len());
     let mut acks = Vec::new();
+    let mut barriers = Vec::new();
     for job in batch {
         match job {
             Job::Send(send) => sends.push(send),
             Job::Ack(ack) => acks.push(ack),
+            Job::Barrier(done) => barriers.push(done),
         }
     }
     let mut woken = BTreeSet::new();
     // Acknowledgements first: they free queue room the sends of the same batch may need.
     if !acks.is_empty() {
-        acknowledge(store, metrics, acks, &mut woken).await;
+        acknowledge(store, context, acks, &mut woken).await;
     }
     if !sends.is_empty() {
-        store_sends(store, metrics, max_queue, sends, &mut woken).await;
+        store_sends(store, context, sends, &mut woken).await;
     }
     if !woken.is_empty() {
-        bus.publish(woken.into_iter().map(Event::Mailbox).collect());
+        context
+            .bus
+            .publish(woken.into_iter().map(Event::Mailbox).collect());
+    }
+    for done in barriers {
+        // The waiter may have gone (its connection closed).
+        let _ = done.send(());
     }
 }
 
-/// Deletes the acknowledged entries, then stores every receipt they owe with one call.
+/// Deletes the acknowledged entries of every device with one call, then stores every receipt
+/// they owe with one call.
 async fn acknowledge<S: MessageStore>(
     store: &S,
-    metrics: &Metrics,
+    context: &Context,
     acks: Vec<AckJob>,
     woken: &mut BTreeSet<DeviceAddress>,
 ) {
+    let metrics = &context.metrics;
     let now = SystemTime::now();
     let timestamp = unix_ms(now);
+    let mut ttls = Vec::with_capacity(acks.len());
+    let mut batch = Vec::with_capacity(acks.len());
+    let mut count = 0u64;
+    for ack in acks {
+        count += ack.delivery_ids.len() as u64;
+        ttls.push(ack.receipt_ttl);
+        batch.push((ack.device, ack.delivery_ids));
+    }
+    let acknowledged = match store.acknowledge_batch(&batch).await {
+        Ok(acknowledged) if acknowledged.len() == batch.len() => acknowledged,
+        Ok(acknowledged) => {
+            tracing::error!(
+                expected = batch.len(),
+                got = acknowledged.len(),
+                "the store answered an acknowledgement batch with the wrong number of results"
+            );
+            return;
+        }
+        Err(error) => {
+            // The entries stay queued and are delivered again on the device's next connection.
+            tracing::error!(%error, devices = batch.len(), "deleting acknowledged entries failed");
+            return;
+        }
+    };
+    metrics.messages_acknowledged_total.inc_by(count);
     let mut receipts = Vec::new();
     let mut receipt_senders = BTreeSet::new();
-    let mut replies = Vec::with_capacity(acks.len());
-    for ack in acks {
-        let acknowledged = match store.acknowledge(&ack.device, &ack.delivery_ids).await {
-            Ok(acknowledged) => acknowledged,
-            Err(error) => {
-                tracing::error!(%error, address = %ack.device.address, device = ack.device.device_id, "deleting acknowledged entries failed");
-                let _ = ack.reply.send(Err(WriteError::Failed));
-                continue;
-            }
-        };
-        metrics
-            .messages_acknowledged_total
-            .inc_by(ack.delivery_ids.len() as u64);
+    for (((device, _), entries), ttl) in batch.iter().zip(acknowledged).zip(ttls) {
         let mut by_sender: BTreeMap<DeviceAddress, Vec<ClientMessageId>> = BTreeMap::new();
-        for entry in acknowledged {
-            if entry.sender != ack.device {
+        for entry in entries {
+            if entry.sender != *device {
                 by_sender
                     .entry(entry.sender)
                     .or_default()
                     .push(entry.client_message_id);
             }
         }
-        let expires = unix_ms(now + ack.receipt_ttl);
+        let expires = unix_ms(now + ttl);
         for (sender, ids) in by_sender {
             for chunk in ids.chunks(MAX_RECEIPT_IDS) {
                 receipts.push(NewReceipt {
                     to: sender.clone(),
                     receipt: DeliveryReceipt {
-                        recipient: ack.device.address.clone(),
-                        recipient_device_id: ack.device.device_id,
+                        recipient: device.address.clone(),
+                        recipient_device_id: device.device_id,
                         client_message_ids: chunk.to_vec(),
                         server_timestamp_ms: timestamp,
                     },
@@ -274,48 +337,47 @@ async fn acknowledge<S: MessageStore>(
             }
             receipt_senders.insert(sender);
         }
-        replies.push(ack.reply);
     }
     if !receipts.is_empty() {
         // The messages are delivered and deleted; a lost receipt costs the sender a
         // "delivered" mark, not a message, so a failure here is logged and the batch goes on.
-        match store.enqueue_receipts(&receipts).await {
-            Ok(()) => woken.extend(receipt_senders),
+        match store.enqueue_receipts_returning(receipts).await {
+            Ok(stored) => {
+                woken.extend(receipt_senders);
+                hand_off(&context.handoff, stored, woken);
+            }
             Err(error) => tracing::error!(%error, "storing delivery receipts failed"),
         }
-    }
-    for reply in replies {
-        // The connection may have gone: the entries are deleted all the same.
-        let _ = reply.send(Ok(()));
     }
 }
 
 /// Stores the sends of a batch with one [`MessageStore::enqueue`] call and answers them.
 async fn store_sends<S: MessageStore>(
     store: &S,
-    metrics: &Metrics,
-    max_queue: u64,
+    context: &Context,
     sends: Vec<SendJob>,
     woken: &mut BTreeSet<DeviceAddress>,
 ) {
+    let metrics = &context.metrics;
     let mut messages = Vec::with_capacity(sends.iter().map(|job| job.messages.len()).sum());
     let mut answers = Vec::with_capacity(sends.len());
     for job in sends {
         let count = job.messages.len();
         messages.extend(job.messages);
-        answers.push((count, job.reply, job.queued_at));
+        answers.push((count, job.completion, job.queued_at));
     }
-    metrics.writer_batch_size.observe(messages.len() as f64);
+    let count = messages.len();
+    metrics.writer_batch_size.observe(count as f64);
     let result = if messages.is_empty() {
-        Ok(Vec::new())
+        Ok((Vec::new(), None))
     } else {
-        store.enqueue(&messages, max_queue).await
+        store.enqueue_returning(messages, context.max_queue).await
     };
-    let mut outcomes = match result {
-        Ok(outcomes) if outcomes.len() == messages.len() => outcomes.into_iter(),
-        Ok(outcomes) => {
+    let (mut outcomes, stored) = match result {
+        Ok((outcomes, entries)) if outcomes.len() == count => (outcomes.into_iter(), entries),
+        Ok((outcomes, _)) => {
             tracing::error!(
-                expected = messages.len(),
+                expected = count,
                 got = outcomes.len(),
                 "the store answered a batch with the wrong number of outcomes"
             );
@@ -323,12 +385,12 @@ async fn store_sends<S: MessageStore>(
             return;
         }
         Err(error) => {
-            tracing::error!(%error, messages = messages.len(), "committing a batch of sends failed");
+            tracing::error!(%error, messages = count, "committing a batch of sends failed");
             fail_all(answers, WriteError::Failed);
             return;
         }
     };
-    for (count, reply, queued_at) in answers {
+    for (count, completion, queued_at) in answers {
         let mine: Vec<EnqueueOutcome> = outcomes.by_ref().take(count).collect();
         for outcome in &mine {
             if let EnqueueOutcome::Stored { new, .. } = outcome {
@@ -340,12 +402,33 @@ async fn store_sends<S: MessageStore>(
             .send_commit_seconds
             .observe(queued_at.elapsed().as_secs_f64());
         // The sender may have gone (connection closed): the messages are stored all the same.
-        let _ = reply.send(Ok(mine));
+        completion(Ok(mine));
+    }
+    hand_off(&context.handoff, stored, woken);
+}
+
+/// Hands entries just committed to the pumps of their recipients connected to this node;
+/// those need no wake-up through the bus (their pump reads the mailbox itself if the hand-off
+/// does not follow on from what it pushed). Without the entries (`None`: the store cannot
+/// tell), every recipient is woken and reads its mailbox.
+fn hand_off(
+    handoff: &Handoff,
+    stored: Option<Vec<StoredEntry>>,
+    woken: &mut BTreeSet<DeviceAddress>,
+) {
+    let Some(entries) = stored else {
+        return;
+    };
+    if entries.is_empty() {
+        return;
+    }
+    for reached in handoff.deliver(entries) {
+        woken.remove(&reached);
     }
 }
 
 fn fail_all(answers: Vec<Answer>, error: WriteError) {
-    for (_, reply, _) in answers {
-        let _ = reply.send(Err(error));
+    for (_, completion, _) in answers {
+        completion(Err(error));
     }
 }

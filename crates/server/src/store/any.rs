@@ -5,7 +5,7 @@ use confianza_api::{BlobId, GroupId, GroupSummary, NoisePublicKey, PreKeyCount, 
 use super::{
     Acknowledged, BlobRecord, ClaimedPreKeys, Database, Device, DeviceAddress, EnqueueOutcome,
     GroupRecord, MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, SqliteStore,
-    StoreError,
+    StoreError, StoredEntry,
 };
 
 /// A [`MessageStore`] over either backend, chosen by the [`Database`] it is built from.
@@ -18,12 +18,13 @@ pub enum AnyMessageStore {
 }
 
 impl AnyMessageStore {
-    /// The message store of an open (migrated) database.
-    pub fn new(db: &Database) -> Self {
-        match db {
-            Database::Sqlite(pool) => Self::Sqlite(SqliteStore::new(pool.clone())),
+    /// The message store of an open (migrated) database. On SQLite this opens the store's own
+    /// connection on the database file and starts its thread (see [`SqliteStore::open`]).
+    pub fn new(db: &Database) -> Result<Self, StoreError> {
+        Ok(match db {
+            Database::Sqlite(pool) => Self::Sqlite(SqliteStore::open(pool)?),
             Database::Postgres(pool) => Self::Postgres(PgStore::new(pool.clone())),
-        }
+        })
     }
 }
 
@@ -94,6 +95,21 @@ impl MessageStore for AnyMessageStore {
 
     async fn enqueue_receipts(&self, receipts: &[NewReceipt]) -> Result<(), StoreError> {
         delegate!(self.enqueue_receipts(receipts))
+    }
+
+    async fn enqueue_returning(
+        &self,
+        messages: Vec<NewMessage>,
+        max_queue: u64,
+    ) -> Result<(Vec<EnqueueOutcome>, Option<Vec<StoredEntry>>), StoreError> {
+        delegate!(self.enqueue_returning(messages, max_queue))
+    }
+
+    async fn enqueue_receipts_returning(
+        &self,
+        receipts: Vec<NewReceipt>,
+    ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
+        delegate!(self.enqueue_receipts_returning(receipts))
     }
 
     async fn pending(
@@ -182,5 +198,9 @@ impl MessageStore for AnyMessageStore {
 
     async fn expire_blobs(&self, now_ms: u64) -> Result<Vec<BlobId>, StoreError> {
         delegate!(self.expire_blobs(now_ms))
+    }
+
+    async fn blob_usage(&self, owner: &str, now_ms: u64) -> Result<super::BlobUsage, StoreError> {
+        delegate!(self.blob_usage(owner, now_ms))
     }
 }

@@ -449,6 +449,83 @@ macro_rules! cert_columns {
     };
 }
 
+/// The statements issuance, requests and approvals share, as macros over an open transaction
+/// `$tx` of either backend (the two pool types have no common trait object), so each
+/// statement is written once. They use `?` and `return` of the enclosing function.
+///
+/// `insert_request!(tx, record)`: the request row, state and time from the record.
+macro_rules! insert_request {
+    ($tx:expr, $r:expr) => {
+        sqlx::query(
+            "INSERT INTO ca_requests (id, kind, subject, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($r.id)
+        .bind(&$r.kind)
+        .bind(&$r.subject)
+        .bind($r.state.name())
+        .bind($r.created_at)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+/// `insert_events!(tx, request_id, first_seq, events)`: the events, numbered from
+/// `first_seq`.
+macro_rules! insert_events {
+    ($tx:expr, $id:expr, $first:expr, $events:expr) => {
+        for (seq, e) in ($first..).zip($events) {
+            sqlx::query(
+                "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind($id)
+            .bind(seq)
+            .bind(&e.action)
+            .bind(&e.actor)
+            .bind(e.at)
+            .bind(&e.comment)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
+/// `insert_certificate!(tx, record, request_id)`: the certificate row; a serial already
+/// recorded returns [`StoreError::Conflict`].
+macro_rules! insert_certificate {
+    ($tx:expr, $c:expr, $request_id:expr) => {{
+        let c: &CertificateRecord = $c;
+        let inserted = sqlx::query(
+            "INSERT INTO certificates (serial, issuer_key_id, kind, subject, sans, key_sha256, \
+             not_before, not_after, approved_by, approved_at, previous_serial, request_id, der) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(c.serial.to_ascii_lowercase())
+        .bind(&c.issuer_key_id)
+        .bind(&c.kind)
+        .bind(&c.subject)
+        .bind(join(&c.sans))
+        .bind(&c.key_sha256)
+        .bind(c.not_before)
+        .bind(c.not_after)
+        .bind(&c.approved_by)
+        .bind(c.approved_at)
+        .bind(c.previous_serial.as_ref().map(|s| s.to_ascii_lowercase()))
+        .bind($request_id)
+        .bind(&c.der)
+        .execute(&mut *$tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("serial {} exists", c.serial)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }};
+}
+
 fn join(values: &[String]) -> String {
     values.join(",")
 }
@@ -597,59 +674,10 @@ impl CaStore for SqlCaStore {
                 }
             }
             if let Some(r) = &request {
-                sqlx::query(
-                    "INSERT INTO ca_requests (id, kind, subject, state, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(r.id)
-                .bind(&r.kind)
-                .bind(&r.subject)
-                .bind(r.state.name())
-                .bind(r.created_at)
-                .execute(&mut *tx)
-                .await?;
-                for (seq, e) in (0_i64..).zip(&r.events) {
-                    sqlx::query(
-                        "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(r.id)
-                    .bind(seq)
-                    .bind(&e.action)
-                    .bind(&e.actor)
-                    .bind(e.at)
-                    .bind(&e.comment)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                insert_request!(tx, r);
+                insert_events!(tx, r.id, 0_i64, &r.events);
             }
-            let inserted = sqlx::query(
-                "INSERT INTO certificates (serial, issuer_key_id, kind, subject, sans, key_sha256, \
-                 not_before, not_after, approved_by, approved_at, previous_serial, request_id, der) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(c.serial.to_ascii_lowercase())
-            .bind(&c.issuer_key_id)
-            .bind(&c.kind)
-            .bind(&c.subject)
-            .bind(join(&c.sans))
-            .bind(&c.key_sha256)
-            .bind(c.not_before)
-            .bind(c.not_after)
-            .bind(&c.approved_by)
-            .bind(c.approved_at)
-            .bind(c.previous_serial.as_ref().map(|s| s.to_ascii_lowercase()))
-            .bind(request.as_ref().map(|r| r.id).or(c.request_id))
-            .bind(&c.der)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Conflict(format!("serial {} exists", c.serial)));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            insert_certificate!(tx, &c, request.as_ref().map(|r| r.id).or(c.request_id));
             tx.commit().await?;
             Ok(())
         })
@@ -658,31 +686,8 @@ impl CaStore for SqlCaStore {
     async fn record_request(&self, r: RequestRecord) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO ca_requests (id, kind, subject, state, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(r.id)
-            .bind(&r.kind)
-            .bind(&r.subject)
-            .bind(r.state.name())
-            .bind(r.created_at)
-            .execute(&mut *tx)
-            .await?;
-            for (seq, e) in (0_i64..).zip(&r.events) {
-                sqlx::query(
-                    "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(r.id)
-                .bind(seq)
-                .bind(&e.action)
-                .bind(&e.actor)
-                .bind(e.at)
-                .bind(&e.comment)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_request!(tx, r);
+            insert_events!(tx, r.id, 0_i64, &r.events);
             tx.commit().await?;
             Ok(())
         })
@@ -749,20 +754,7 @@ impl CaStore for SqlCaStore {
                 }
                 Err(e) => return Err(e.into()),
             }
-            for (seq, e) in (0_i64..).zip(&r.events) {
-                sqlx::query(
-                    "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(r.id)
-                .bind(seq)
-                .bind(&e.action)
-                .bind(&e.actor)
-                .bind(e.at)
-                .bind(&e.comment)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_events!(tx, r.id, 0_i64, &r.events);
             tx.commit().await?;
             Ok(())
         })
@@ -826,49 +818,9 @@ impl CaStore for SqlCaStore {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            for (seq, e) in (first..).zip(&events) {
-                sqlx::query(
-                    "INSERT INTO ca_request_events (request_id, seq, action, actor, at, comment) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id)
-                .bind(seq)
-                .bind(&e.action)
-                .bind(&e.actor)
-                .bind(e.at)
-                .bind(&e.comment)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_events!(tx, id, first, &events);
             if let RequestOutcome::Issued(c) = &outcome {
-                let inserted = sqlx::query(
-                    "INSERT INTO certificates (serial, issuer_key_id, kind, subject, sans, \
-                     key_sha256, not_before, not_after, approved_by, approved_at, \
-                     previous_serial, request_id, der) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(c.serial.to_ascii_lowercase())
-                .bind(&c.issuer_key_id)
-                .bind(&c.kind)
-                .bind(&c.subject)
-                .bind(join(&c.sans))
-                .bind(&c.key_sha256)
-                .bind(c.not_before)
-                .bind(c.not_after)
-                .bind(&c.approved_by)
-                .bind(c.approved_at)
-                .bind(c.previous_serial.as_ref().map(|s| s.to_ascii_lowercase()))
-                .bind(id)
-                .bind(&c.der)
-                .execute(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::Conflict(format!("serial {} exists", c.serial)));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                insert_certificate!(tx, c, id);
             }
             tx.commit().await?;
             Ok(())

@@ -116,6 +116,14 @@ pub enum QueuedItem {
     Receipt(DeliveryReceipt),
 }
 
+/// An entry a batch just stored in `recipient`'s mailbox
+/// ([`MessageStore::enqueue_returning`], [`MessageStore::enqueue_receipts_returning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub recipient: DeviceAddress,
+    pub entry: Queued,
+}
+
 /// An acknowledged envelope, for the delivery receipt owed to its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledged {
@@ -145,6 +153,17 @@ impl BlobRecord {
     pub fn complete(&self) -> bool {
         self.received == self.size
     }
+}
+
+/// What the unexpired blobs of one account hold, against its quota
+/// ([`MessageStore::blob_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobUsage {
+    /// How many blobs.
+    pub count: u64,
+    /// The sum of their declared sizes: an upload in progress counts in full, since its
+    /// bytes may still come.
+    pub bytes: u64,
 }
 
 /// Storage for the messaging service. See the module docs.
@@ -216,6 +235,34 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         receipts: &[NewReceipt],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// [`MessageStore::enqueue`], also returning every entry it stored with its delivery id
+    /// (in delivery-id order per recipient), so the server can hand new mail straight to a
+    /// connected recipient instead of reading the mailbox back. Taking the batch by value
+    /// spares a backend that moves it to another thread a copy.
+    ///
+    /// `None` for the entries means the backend cannot tell (the default): recipients then
+    /// read their mailboxes with [`MessageStore::pending`]. A backend returning them must
+    /// give each device's entries consecutive delivery ids (one above the device's previous
+    /// entry), which is how a reader tells that nothing was stored in between.
+    fn enqueue_returning(
+        &self,
+        messages: Vec<NewMessage>,
+        max_queue: u64,
+    ) -> impl Future<Output = Result<(Vec<EnqueueOutcome>, Option<Vec<StoredEntry>>), StoreError>> + Send
+    {
+        async move { Ok((self.enqueue(&messages, max_queue).await?, None)) }
+    }
+    /// [`MessageStore::enqueue_receipts`], returning the receipts stored as
+    /// [`MessageStore::enqueue_returning`] returns messages (`None`: the backend cannot tell).
+    fn enqueue_receipts_returning(
+        &self,
+        receipts: Vec<NewReceipt>,
+    ) -> impl Future<Output = Result<Option<Vec<StoredEntry>>, StoreError>> + Send {
+        async move {
+            self.enqueue_receipts(&receipts).await?;
+            Ok(None)
+        }
+    }
     /// Up to `limit` entries with a delivery id above `after`, oldest first.
     fn pending(
         &self,
@@ -327,4 +374,17 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<BlobId>, StoreError>> + Send;
+    /// What the blobs of `owner` expiring after `now_ms` hold, for the per-account blob quota.
+    /// Backends answer with one query. The default cannot count and says so: a backend that
+    /// does not implement it refuses blob creation instead of ignoring the quota.
+    fn blob_usage(
+        &self,
+        owner: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<BlobUsage, StoreError>> + Send {
+        let _ = (owner, now_ms);
+        std::future::ready(Err(StoreError::Database(sqlx::Error::Protocol(
+            "this message store does not count blob usage".to_owned(),
+        ))))
+    }
 }

@@ -29,7 +29,19 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The SQLite message store's own connection failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite message store's connection thread is gone: no call runs any more.
+    #[error("the SQLite message store stopped: {0}")]
+    Stopped(String),
+    /// A store call panicked; its transaction was rolled back and the store goes on.
+    #[error("store call panicked: {0}")]
+    Panicked(String),
 }
+
+/// How long a SQLite connection waits for another connection's write lock.
+pub(crate) const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -65,7 +77,7 @@ impl Database {
                 // loss may lose the last commits but never corrupts the file.
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(std::time::Duration::from_secs(10));
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
             Self::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(8)

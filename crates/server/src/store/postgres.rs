@@ -1230,4 +1230,19 @@ impl MessageStore for PgStore {
             .map(|id| col_array(id, "blob id").map(BlobId))
             .collect()
     }
+
+    async fn blob_usage(&self, owner: &str, now_ms: u64) -> Result<super::BlobUsage, StoreError> {
+        let (count, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs \
+             WHERE owner = $1 AND expires_at_ms > $2",
+        )
+        .bind(owner)
+        .bind(db_int(now_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(super::BlobUsage {
+            count: col_u64(count, "blob count")?,
+            bytes: col_u64(bytes, "blob bytes")?,
+        })
+    }
 }

@@ -70,12 +70,9 @@ impl TestServer {
         let database = Database::open_sqlite_file(&authority.layout().database())
             .await
             .expect("database");
-        let store = AnyMessageStore::new(&database);
-        let noise = confianza_noise::ServerConfig::new(
-            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-            authority.noise_certificate_der(),
-        )
-        .expect("noise config");
+        let store = AnyMessageStore::new(&database).expect("message store");
+        let noise =
+            confianza_server::service::handshake::server_config(&authority).expect("noise config");
         let localhost: SocketAddr = "127.0.0.1:0".parse().expect("address");
         let mut options = ServiceOptions::new(
             store.clone(),
@@ -214,14 +211,13 @@ pub struct TestClient {
 
 impl TestClient {
     /// Connects (Noise XX) with the device key `noise`; the server must present the data
-    /// directory's Noise certificate.
+    /// directory's Noise certificate in its handshake payload.
     pub async fn connect(server: &TestServer, noise: StaticKeyPair) -> Self {
         let expected = server.authority.noise_certificate_der();
-        let verifier = move |_key: &PublicKey, certificate: &[u8]| {
-            if certificate == expected.as_slice() {
-                Ok(())
-            } else {
-                Err(ServerKeyRejected::new("not the test server's certificate"))
+        let verifier = move |_key: &PublicKey, payload: &[u8]| {
+            match confianza_api::ServerHandshakePayload::decode(payload) {
+                Ok(presented) if presented.certificate == expected => Ok(()),
+                _ => Err(ServerKeyRejected::new("not the test server's certificate")),
             }
         };
         let socket = TcpStream::connect(server.noise_addr).await.expect("tcp");
@@ -445,6 +441,25 @@ impl TestClient {
                 Ok(Some(_)) => {}
                 Ok(None) => return Closed { error },
                 Err(_) => panic!("the server did not close the connection"),
+            }
+        }
+    }
+
+    /// How the connection ended if the server closes it within `within`; `None` if it is
+    /// still open then (frames received meanwhile are kept).
+    pub async fn try_closed(&mut self, within: Duration) -> Option<Closed> {
+        let mut error = None;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.frames.recv()).await {
+                Ok(Some(frame)) => {
+                    if let ServerFrame::Response(Response { result: Err(e), .. }) = &frame {
+                        error = Some(e.clone());
+                    }
+                    self.backlog.push_back(frame);
+                }
+                Ok(None) => return Some(Closed { error }),
+                Err(_) => return None,
             }
         }
     }

@@ -1,19 +1,18 @@
 //! The demo's embedded server: a data directory made by the real `init` (Ed25519 CA, no
 //! passphrase, SQLite) in a temporary directory, and the messaging service started in process
-//! on 127.0.0.1 with ephemeral ports.
+//! on 127.0.0.1 with ephemeral ports, its attachments in the data directory's `blobs` folder.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use confianza_noise::{ServerConfig, StaticKeyPair};
 use confianza_pki::seal::SealParams;
 use confianza_pki::signer::CaAlgorithm;
 use confianza_server::authority::Authority;
 use confianza_server::authority::init::{InitOptions, init};
-use confianza_server::service::{RunningService, ServiceOptions, start};
+use confianza_server::service::{BlobStore, RunningService, ServiceOptions, start};
 use confianza_server::store::{AnyMessageStore, Database};
 
 /// The organisation the demo sets up.
@@ -30,6 +29,8 @@ pub struct EmbeddedServer {
     pub authority: Authority,
     running: Option<RunningService>,
     pub noise_addr: SocketAddr,
+    /// Where the service keeps attachment blobs.
+    pub blob_dir: PathBuf,
 }
 
 impl EmbeddedServer {
@@ -54,25 +55,26 @@ impl EmbeddedServer {
         let database = Database::open_sqlite_file(&authority.layout().database())
             .await
             .context("opening the message database")?;
-        let store = AnyMessageStore::new(&database);
-        let noise = ServerConfig::new(
-            StaticKeyPair::from_secret_bytes(*authority.noise_static_private()),
-            authority.noise_certificate_der(),
-        )
-        .context("the server's Noise key and certificate")?;
+        let store = AnyMessageStore::new(&database).context("opening the message store")?;
+        let noise = confianza_server::service::handshake::server_config(&authority)
+            .context("the server's Noise key and certificate")?;
         let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
-        let options = ServiceOptions::new(
+        let blob_dir = dir.join("blobs");
+        let blobs = BlobStore::local(&blob_dir).context("the blob store")?;
+        let mut options = ServiceOptions::new(
             store,
             Arc::new(authority.clone()),
             noise,
             localhost,
             localhost,
         );
+        options.blobs = Some(blobs);
         let running = start(options).await.context("starting the service")?;
         Ok(Self {
             authority,
             noise_addr: running.noise_addr,
             running: Some(running),
+            blob_dir,
         })
     }
 

@@ -3,7 +3,9 @@
 //!
 //! An upload and its status belong to the account that created the blob; a download is open
 //! to every registered device that knows the (random, 16-byte) id, which travels inside an
-//! end-to-end encrypted message with the keys that decrypt the blob.
+//! end-to-end encrypted message with the keys that decrypt the blob. A creation that would
+//! take the account past its quota (`service::blobs`, "Quota") is refused with
+//! `QuotaExceeded`.
 
 use confianza_api::{BlobId, BlobStatus, ErrorCode, ResponseBody};
 use rand::Rng;
@@ -91,8 +93,17 @@ impl<S: MessageStore + Clone> Session<S> {
                 ),
             ));
         }
-        let expires_at_ms = unix_ms(self.now())
-            .saturating_add(u64::try_from(blobs.ttl().as_millis()).unwrap_or(u64::MAX));
+        let now_ms = unix_ms(self.now());
+        let expires_at_ms =
+            now_ms.saturating_add(u64::try_from(blobs.ttl().as_millis()).unwrap_or(u64::MAX));
+        // Held until the record is written, so that two creations of this account on this
+        // node cannot both fit the same remaining quota.
+        let _creating = blobs.lock_account(&me.address).await;
+        let usage = self.shared.store.blob_usage(&me.address, now_ms).await?;
+        blobs
+            .quota()
+            .admit(usage, size)
+            .map_err(|exceeded| Failure::refuse(ErrorCode::QuotaExceeded, exceeded.to_string()))?;
         for _ in 0..BLOB_ID_ATTEMPTS {
             let mut id = [0u8; confianza_api::limits::len::BLOB_ID];
             rand::rng().fill_bytes(&mut id);

@@ -15,7 +15,7 @@ use crate::service::device_cache::KnownDevice;
 use crate::service::error::Failure;
 use crate::service::session::{Reply, Session};
 use crate::service::state::unix_ms;
-use crate::service::writer::{Committed, WriteError};
+use crate::service::writer::WriteError;
 use crate::store::{DeviceAddress, EnqueueOutcome, MessageStore, NewMessage};
 
 impl<S: MessageStore + Clone> Session<S> {
@@ -69,13 +69,14 @@ impl<S: MessageStore + Clone> Session<S> {
                 duplicates: 0,
             }));
         }
-        let committed = match self.shared.writer.submit(messages).await {
-            Ok(committed) => committed,
-            Err(error) => return Reply::Now(Err(error.into())),
-        };
         let timestamp = unix_ms(now);
-        self.defer(id, started, answer_send(committed, timestamp));
-        Reply::Deferred
+        let completion = self.answer_on_commit(id, started, move |outcomes| {
+            answer_send(outcomes, timestamp)
+        });
+        match self.shared.writer.submit(messages, completion).await {
+            Ok(()) => Reply::Deferred,
+            Err(error) => Reply::Now(Err(error.into())),
+        }
     }
 
     fn check_send_rate(&mut self) -> Result<(), Failure> {
@@ -265,8 +266,11 @@ fn check_devices(
 }
 
 /// The answer to a send once the writer has committed it (or failed to).
-async fn answer_send(committed: Committed, timestamp: u64) -> Result<ResponseBody, Failure> {
-    let outcomes = committed.await.map_err(|_| WriteError::Closed)??;
+fn answer_send(
+    outcomes: Result<Vec<EnqueueOutcome>, WriteError>,
+    timestamp: u64,
+) -> Result<ResponseBody, Failure> {
+    let outcomes = outcomes?;
     let mut accepted = 0u32;
     let mut duplicates = 0u32;
     for outcome in outcomes {

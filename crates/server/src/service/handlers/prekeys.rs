@@ -133,26 +133,15 @@ impl<S: MessageStore + Clone> Session<S> {
     /// An OCSP response for `certificate`, cached for a few minutes. `None` when the CA cannot
     /// produce one (the client falls back to the CRL).
     async fn stapled_ocsp(&self, certificate: &[u8]) -> Option<Vec<u8>> {
-        if let Some(cached) = self.shared.ocsp.get(certificate, Instant::now()) {
-            return Some(cached);
-        }
-        match self
-            .shared
-            .authority
-            .ocsp_for_certificate(certificate, self.now())
+        self.shared
+            .ocsp
+            .staple(
+                self.shared.authority.as_ref(),
+                certificate,
+                self.now(),
+                Instant::now(),
+            )
             .await
-        {
-            Ok(response) => {
-                self.shared
-                    .ocsp
-                    .put(certificate, response.clone(), Instant::now());
-                Some(response)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "no OCSP response to staple");
-                None
-            }
-        }
     }
 
     /// Tells the device its stock is low, if it is.
