@@ -430,15 +430,10 @@ pub async fn run_expiry<S: MessageStore>(
         () = stop.cancelled() => return,
         () = sweep_orphans(&store, &blobs) => {}
     }
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    super::schedule::every(interval, stop, || async {
         expire_once(&store, &blobs, SystemTime::now()).await;
-    }
+    })
+    .await;
 }
 
 /// Deletes the blobs expired at `now`: records first (so no new download starts), then

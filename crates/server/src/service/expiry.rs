@@ -15,13 +15,7 @@ pub async fn run<S: MessageStore>(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    super::schedule::every(interval, stop, || async {
         match store.expire_messages(unix_ms(SystemTime::now())).await {
             Ok(0) => {}
             Ok(expired) => {
@@ -30,5 +24,6 @@ pub async fn run<S: MessageStore>(
             }
             Err(error) => tracing::error!(%error, "expiring mailbox entries failed"),
         }
-    }
+    })
+    .await;
 }
