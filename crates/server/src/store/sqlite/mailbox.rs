@@ -16,7 +16,7 @@ use super::super::rows::{
 use super::{blob, blob_or_null, device_row, write};
 use crate::store::{
     Acknowledged, DeviceAddress, EnqueueOutcome, NewMessage, NewReceipt, Queued, QueuedItem,
-    StoreError,
+    StoreError, StoredEntry,
 };
 
 /// A device's queue depth: its messages and receipts (`d` is the device's row).
@@ -27,6 +27,27 @@ pub(super) fn enqueue(
     connection: &mut Connection,
     messages: &[NewMessage],
     max_queue: u64,
+) -> Result<Vec<EnqueueOutcome>, StoreError> {
+    enqueue_collecting(connection, messages, max_queue, None)
+}
+
+/// [`enqueue`], also returning every entry stored with its delivery id (for the hand-off to
+/// connected recipients, see `MessageStore::enqueue_returning`).
+pub(super) fn enqueue_returning(
+    connection: &mut Connection,
+    messages: &[NewMessage],
+    max_queue: u64,
+) -> Result<(Vec<EnqueueOutcome>, Vec<StoredEntry>), StoreError> {
+    let mut stored = Vec::new();
+    let outcomes = enqueue_collecting(connection, messages, max_queue, Some(&mut stored))?;
+    Ok((outcomes, stored))
+}
+
+fn enqueue_collecting(
+    connection: &mut Connection,
+    messages: &[NewMessage],
+    max_queue: u64,
+    stored: Option<&mut Vec<StoredEntry>>,
 ) -> Result<Vec<EnqueueOutcome>, StoreError> {
     let tx = write(connection)?;
 
@@ -130,6 +151,37 @@ pub(super) fn enqueue(
             counter.execute((device, last))?;
         }
     }
+    if let Some(stored) = stored {
+        // Built before the commit: if an entry cannot be described, nothing is stored.
+        let addresses: HashMap<i64, &DeviceAddress> = mailboxes
+            .iter()
+            .map(|(address, mailbox)| (mailbox.device, address))
+            .collect();
+        stored.reserve(plan.entries.len());
+        for entry in &plan.entries {
+            let message = plan.bodies[entry.body];
+            let Some(recipient) = addresses.get(&entry.device) else {
+                return Err(StoreError::Corrupt(
+                    "an entry planned for a mailbox that was not read".to_owned(),
+                ));
+            };
+            stored.push(StoredEntry {
+                recipient: (*recipient).clone(),
+                entry: Queued {
+                    delivery_id: col_u64(entry.delivery_id, "delivery_id")?,
+                    item: QueuedItem::Envelope(Envelope {
+                        sender: message.sender.address.clone(),
+                        sender_device_id: message.sender.device_id,
+                        ciphertext_type: message.ciphertext_type,
+                        body: message.body.clone(),
+                        client_message_id: message.client_message_id,
+                        server_timestamp_ms: message.server_timestamp_ms,
+                        group_id: message.group_id,
+                    }),
+                },
+            });
+        }
+    }
     tx.commit()?;
     Ok(plan.outcomes)
 }
@@ -137,6 +189,24 @@ pub(super) fn enqueue(
 pub(super) fn enqueue_receipts(
     connection: &mut Connection,
     receipts: &[NewReceipt],
+) -> Result<(), StoreError> {
+    enqueue_receipts_collecting(connection, receipts, None)
+}
+
+/// [`enqueue_receipts`], also returning every receipt stored with its delivery id.
+pub(super) fn enqueue_receipts_returning(
+    connection: &mut Connection,
+    receipts: &[NewReceipt],
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let mut stored = Vec::with_capacity(receipts.len());
+    enqueue_receipts_collecting(connection, receipts, Some(&mut stored))?;
+    Ok(stored)
+}
+
+fn enqueue_receipts_collecting(
+    connection: &mut Connection,
+    receipts: &[NewReceipt],
+    mut stored: Option<&mut Vec<StoredEntry>>,
 ) -> Result<(), StoreError> {
     let tx = write(connection)?;
     {
@@ -168,6 +238,15 @@ pub(super) fn enqueue_receipts(
                 db_int(receipt.receipt.server_timestamp_ms),
                 db_int(receipt.expires_at_ms),
             ))?;
+            if let Some(stored) = stored.as_deref_mut() {
+                stored.push(StoredEntry {
+                    recipient: receipt.to.clone(),
+                    entry: Queued {
+                        delivery_id: col_u64(delivery_id, "delivery_id")?,
+                        item: QueuedItem::Receipt(receipt.receipt.clone()),
+                    },
+                });
+            }
         }
     }
     tx.commit()?;

@@ -31,7 +31,7 @@ use sqlx::SqlitePool;
 use super::{
     Acknowledged, BlobRecord, BlobUsage, ClaimedPreKeys, Device, DeviceAddress, EnqueueOutcome,
     GroupRecord, MessageStore, NewDevice, NewMessage, NewReceipt, Queued, SQLITE_BUSY_TIMEOUT,
-    StoreError,
+    StoreError, StoredEntry,
 };
 use checkpoint::Checkpointer;
 use worker::Worker;
@@ -244,6 +244,35 @@ impl MessageStore for SqliteStore {
         self.worker
             .run(move |c| mailbox::enqueue_receipts(c, &receipts))
             .await
+    }
+
+    async fn enqueue_returning(
+        &self,
+        messages: Vec<NewMessage>,
+        max_queue: u64,
+    ) -> Result<(Vec<EnqueueOutcome>, Option<Vec<StoredEntry>>), StoreError> {
+        if messages.is_empty() {
+            return Ok((Vec::new(), Some(Vec::new())));
+        }
+        let (outcomes, stored) = self
+            .worker
+            .run(move |c| mailbox::enqueue_returning(c, &messages, max_queue))
+            .await?;
+        Ok((outcomes, Some(stored)))
+    }
+
+    async fn enqueue_receipts_returning(
+        &self,
+        receipts: Vec<NewReceipt>,
+    ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
+        if receipts.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let stored = self
+            .worker
+            .run(move |c| mailbox::enqueue_receipts_returning(c, &receipts))
+            .await?;
+        Ok(Some(stored))
     }
 
     async fn pending(
