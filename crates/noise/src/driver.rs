@@ -469,9 +469,17 @@ mod tests {
     use crate::keys::StaticKeyPair;
     use crate::verify::ServerKeyRejected;
     use rand::SeedableRng;
+    use tokio::io::DuplexStream;
 
-    #[tokio::test]
-    async fn split_halves_talk_in_both_directions_at_once() {
+    type Pair = (
+        (NoiseStream<DuplexStream>, ClientIdentity),
+        (NoiseStream<DuplexStream>, AuthenticatedServer),
+    );
+
+    /// A server and a client after an XX handshake over an in-memory pipe: the server presents
+    /// the certificate `b"server cert"` (the only one the client accepts) and the client sends
+    /// `payload`.
+    async fn connected_pair(payload: &'static [u8]) -> Pair {
         let mut rng = rand::rng();
         let server_config =
             ServerConfig::new(StaticKeyPair::generate(&mut rng), b"server cert".to_vec())
@@ -498,13 +506,18 @@ mod tests {
                 &client_config,
                 None,
                 &verifier,
-                b"hi",
+                payload,
                 &mut client_rng,
             )
             .await
             .expect("connect")
         };
-        let ((server_stream, identity), (client_stream, _server)) = tokio::join!(server, client);
+        tokio::join!(server, client)
+    }
+
+    #[tokio::test]
+    async fn split_halves_talk_in_both_directions_at_once() {
+        let ((server_stream, identity), (client_stream, _server)) = connected_pair(b"hi").await;
         assert_eq!(identity.payload(), b"hi");
         assert_eq!(
             server_stream.handshake_hash(),
@@ -557,33 +570,7 @@ mod tests {
 
     #[tokio::test]
     async fn buffered_frames_are_reported_before_they_are_taken() {
-        let mut rng = rand::rng();
-        let server_config =
-            ServerConfig::new(StaticKeyPair::generate(&mut rng), b"server cert".to_vec())
-                .expect("server config");
-        let client_config = ClientConfig::new(StaticKeyPair::generate(&mut rng));
-        let verifier = |_key: &PublicKey, _certificate: &[u8]| Ok(());
-        let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let mut server_rng = rand::rngs::StdRng::from_rng(&mut rng);
-        let mut client_rng = rand::rngs::StdRng::from_rng(&mut rng);
-        let server = async move {
-            accept(server_io, &server_config, &mut server_rng)
-                .await
-                .expect("accept")
-        };
-        let client = async move {
-            connect(
-                client_io,
-                &client_config,
-                None,
-                &verifier,
-                b"",
-                &mut client_rng,
-            )
-            .await
-            .expect("connect")
-        };
-        let ((server_stream, _), (client_stream, _)) = tokio::join!(server, client);
+        let ((server_stream, _), (client_stream, _)) = connected_pair(b"").await;
         let (_server_reader, mut server_writer) = server_stream.into_split();
         let (mut client_reader, _client_writer) = client_stream.into_split();
 
@@ -615,30 +602,7 @@ mod tests {
 
     #[tokio::test]
     async fn split_reader_refuses_a_tampered_frame() {
-        let mut rng = rand::rng();
-        let server_config = ServerConfig::new(StaticKeyPair::generate(&mut rng), b"c".to_vec())
-            .expect("server config");
-        let client_config = ClientConfig::new(StaticKeyPair::generate(&mut rng));
-        let verifier = |_key: &PublicKey, _certificate: &[u8]| Ok(());
-        let (client_io, server_io) = tokio::io::duplex(1 << 16);
-        let mut server_rng = rand::rngs::StdRng::from_rng(&mut rng);
-        let mut client_rng = rand::rngs::StdRng::from_rng(&mut rng);
-        let (server, client) = tokio::join!(
-            async move { accept(server_io, &server_config, &mut server_rng).await },
-            async move {
-                connect(
-                    client_io,
-                    &client_config,
-                    None,
-                    &verifier,
-                    b"",
-                    &mut client_rng,
-                )
-                .await
-            }
-        );
-        let (server_stream, _) = server.expect("accept");
-        let (client_stream, _) = client.expect("connect");
+        let ((server_stream, _), (client_stream, _)) = connected_pair(b"").await;
         let (mut reader, _writer) = server_stream.into_split();
         // A frame of garbage where a transport message belongs: a decryption error, no panic.
         let mut raw = client_stream.stream;
