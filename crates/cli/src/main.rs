@@ -29,13 +29,17 @@ enum Command {
     Receive(commands::receive::Args),
     /// The terminal UI: conversations, live messages, delivery state, input.
     Chat(commands::chat::Args),
+    /// Prints a stored conversation (with a contact or a group), oldest first: sent and
+    /// received messages, times, delivery and read state, attachments by name.
+    History(commands::history::Args),
     /// Shows the safety number with a contact (digits and QR code), compares a scanned code,
     /// records that you verified it.
     Verify(commands::verify::Args),
     /// Calls ADDRESS and sends a WAV file as SRTP audio over UDP (the SRTP master secret goes
     /// in an end-to-end encrypted message).
     Call(commands::call::CallArgs),
-    /// Waits for a call, answers it and saves the audio received over SRTP as a WAV file.
+    /// Waits for a call, answers it and saves the audio received over SRTP as a WAV file;
+    /// or, with --decline, declines it (the caller is told).
     Answer(commands::call::AnswerArgs),
     /// Groups: create, add, remove, leave, list.
     #[command(subcommand)]
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::send::run(globals, args),
         Command::Receive(args) => commands::receive::run(globals, args),
         Command::Chat(args) => commands::chat::run(globals, args),
+        Command::History(args) => commands::history::run(globals, args),
         Command::Verify(args) => commands::verify::run(globals, args),
         Command::Call(args) => commands::call::run_call(globals, args),
         Command::Answer(args) => commands::call::run_answer(globals, args),

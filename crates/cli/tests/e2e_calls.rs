@@ -1,7 +1,8 @@
 //! `confianza call ADDRESS --send-audio IN.wav` and `confianza answer --save-audio OUT.wav`
 //! end to end: a real `confianza-server` process relays the encrypted offer and answer, the
 //! audio crosses UDP on 127.0.0.1 as SRTP, and the saved WAV equals the sent one byte for
-//! byte. Bad input is a one-line error.
+//! byte. A declined call ends the caller's command with an error. Bad input is a one-line
+//! error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;
@@ -121,6 +122,68 @@ fn the_saved_audio_equals_the_sent_audio() {
         "1s",
     ]);
     assert!(error.contains("no call within 1s"), "{error}");
+}
+
+#[test]
+fn a_declined_call_ends_the_callers_command_with_an_error() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    alice.init(&server);
+    bob.init(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wav");
+    std::fs::write(&input, wav(SAMPLE_RATE, FRAMES)).unwrap();
+
+    let decliner = bob
+        .command(&["answer", "--decline", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let error = alice.fails(&[
+        "call",
+        BOB,
+        "--send-audio",
+        input.to_str().unwrap(),
+        "--timeout",
+        "30s",
+    ]);
+    let declined = decliner.wait_with_output().unwrap();
+    assert!(
+        declined.status.success(),
+        "answer --decline failed: {}{}",
+        stderr(&declined),
+        stdout(&declined)
+    );
+    assert!(
+        error.contains(&format!("{BOB} declined the call")),
+        "{error}"
+    );
+    let bob_says = stdout(&declined);
+    assert!(
+        bob_says.contains(&format!("declined the call from {ALICE}")),
+        "{bob_says}"
+    );
+    // The offer was answered once: nothing waits for Bob now.
+    let error = bob.fails(&["answer", "--decline", "--timeout", "1s"]);
+    assert!(error.contains("no call within 1s"), "{error}");
+
+    // Declining takes no audio file and no media address; answering needs the file.
+    let output = dir.path().join("out.wav");
+    for args in [
+        &[
+            "answer",
+            "--decline",
+            "--save-audio",
+            output.to_str().unwrap(),
+        ][..],
+        &["answer", "--decline", "--media-address", "127.0.0.1"],
+        &["answer"],
+    ] {
+        let out = bob.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
 }
 
 #[test]

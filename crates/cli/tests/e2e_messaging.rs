@@ -1,11 +1,13 @@
 //! `confianza` end to end against a real `confianza-server` process: enrollment with RA codes
 //! and root pinning, send and receive, offline delivery exactly once, safety numbers and QR
-//! codes, revoked contacts refused, certificates, and bad input refused without data loss.
+//! codes, revoked contacts refused, certificates, bad input refused without data loss, the
+//! stored history with per-member read state in groups, and no `-wal`/`-shm` files left
+//! beside the store after a command.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;
 
-use e2e_support::{Server, User, messages_from, snapshot, stderr, stdout};
+use e2e_support::{Server, User, messages_from, snapshot, stderr, stdout, wal_files};
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
@@ -417,6 +419,7 @@ fn every_command_has_help() {
         &["send", "--help"],
         &["receive", "--help"],
         &["chat", "--help"],
+        &["history", "--help"],
         &["verify", "--help"],
         &["cert", "--help"],
         &["cert", "show", "--help"],
@@ -470,4 +473,133 @@ fn read_receipts_are_sent_by_default_and_can_be_turned_off() {
         out.contains(&format!("read by {ALICE}: 1 message")),
         "{out}"
     );
+}
+
+#[test]
+fn history_shows_both_sides_with_delivery_read_state_and_attachments() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    alice.init(&server);
+    bob.init(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"minutes of the meeting").unwrap();
+
+    alice.ok(&["send", BOB, "first"]);
+    alice.ok(&["send", BOB, "second"]);
+    // Nothing delivered yet.
+    let out = alice.ok(&["history", BOB]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].ends_with("  me [sent]: first"), "{out}");
+    assert!(lines[0].contains(" UTC "), "{out}");
+    assert!(lines[1].ends_with("  me [sent]: second"), "{out}");
+
+    bob.ok(&["receive", "--save-dir", dir.path().to_str().unwrap()]);
+    bob.ok(&["send", ALICE, "--file", file.to_str().unwrap()]);
+    let saved = tempfile::tempdir().unwrap();
+    alice.ok(&["receive", "--save-dir", saved.path().to_str().unwrap()]);
+    let out = alice.ok(&["history", BOB]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].ends_with("  me [read]: first"), "{out}");
+    assert!(lines[1].ends_with("  me [read]: second"), "{out}");
+    assert!(
+        lines[2].ends_with(&format!("  {BOB} [certified]: (attachment \"notes.txt\")")),
+        "{out}"
+    );
+    // Bob's side, once he hears that Alice saved (and so read) his attachment.
+    bob.ok(&["receive"]);
+    let out = bob.ok(&["history", ALICE]);
+    assert_eq!(messages_from(&out, ALICE).len(), 2, "{out}");
+    assert!(
+        out.contains("me [read]: (attachment \"notes.txt\")"),
+        "{out}"
+    );
+
+    let out = alice.ok(&["history", BOB, "--limit", "1"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("notes.txt"), "{out}");
+    let out = alice.run(&["history", "carol@example.org"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).is_empty(), "{out:?}");
+    assert!(stderr(&out).contains("no messages"), "{out:?}");
+    for args in [
+        &["history"][..],
+        &["history", BOB, "--limit", "0"],
+        &["history", BOB, "--group", "team"],
+    ] {
+        assert_eq!(alice.run(args).status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn group_messages_are_read_member_by_member() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    let carol = User::new("carol@example.org");
+    alice.init(&server);
+    bob.init(&server);
+    carol.init(&server);
+    alice.ok(&["group", "create", "team", BOB, "carol@example.org"]);
+    alice.ok(&["send", "--group", "team", "hello team"]);
+
+    let out = alice.ok(&["history", "--group", "team"]);
+    assert!(out.trim_end().ends_with("me [sent]: hello team"), "{out}");
+    bob.ok(&["receive"]);
+    alice.ok(&["receive"]);
+    let out = alice.ok(&["history", "--group", "team"]);
+    assert!(
+        out.trim_end().ends_with("me [read by 1 of 2]: hello team"),
+        "{out}"
+    );
+    carol.ok(&["receive"]);
+    alice.ok(&["receive"]);
+    let out = alice.ok(&["history", "--group", "team"]);
+    assert!(
+        out.trim_end().ends_with("me [read by 2 of 2]: hello team"),
+        "{out}"
+    );
+    let out = bob.ok(&["history", "--group", "team"]);
+    assert_eq!(messages_from(&out, ALICE).len(), 1, "{out}");
+    assert!(out.trim_end().ends_with(": hello team"), "{out}");
+
+    let error = alice.fails(&["history", "--group", "nosuch"]);
+    assert!(error.contains("no group named"), "{error}");
+}
+
+#[test]
+fn a_profile_at_rest_is_its_database_without_wal_or_shm_files() {
+    let server = Server::start();
+    let alice = User::new(ALICE);
+    let bob = User::new(BOB);
+    alice.init(&server);
+    bob.init(&server);
+    assert_eq!(wal_files(&alice.profile()), Vec::<String>::new());
+
+    let dir = tempfile::tempdir().unwrap();
+    let save_dir = dir.path().to_str().unwrap();
+    let commands: [(&User, &[&str], bool); 9] = [
+        (&alice, &["send", BOB, "hello"], true),
+        (&bob, &["receive", "--save-dir", save_dir], true),
+        (&alice, &["history", BOB], true),
+        (&alice, &["verify", BOB], true),
+        (&alice, &["group", "list"], true),
+        (&alice, &["cert", "show"], true),
+        // Failures after the store was opened close it too.
+        (&alice, &["send", "zed@example.org", "hello"], false),
+        (&alice, &["verify", "zed@example.org"], false),
+        (&alice, &["cert", "show", "zed@example.org"], false),
+    ];
+    for (user, args, succeeds) in commands {
+        let out = user.run(args);
+        assert_eq!(out.status.success(), succeeds, "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            wal_files(&user.profile()),
+            Vec::<String>::new(),
+            "after {args:?}"
+        );
+    }
 }

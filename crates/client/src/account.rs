@@ -408,6 +408,28 @@ impl Client {
         passphrase: impl FnOnce() -> Option<Passphrase>,
     ) -> Result<Self, ClientError> {
         let store = Store::open(dir, passphrase).await?;
+        match Self::load(&store).await {
+            Ok((account, identity, device_key, ca)) => Ok(Self {
+                store,
+                account,
+                identity,
+                device_key,
+                ca,
+                revocation: RevocationInfo::default(),
+                connection: None,
+            }),
+            Err(error) => {
+                // Closed, not dropped: a dropped pool leaves `-wal` and `-shm` files behind.
+                store.close().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// What [`Client::open`] reads from an open store.
+    async fn load(
+        store: &Store,
+    ) -> Result<(AccountRecord, IdentityKeyPair, StaticKeyPair, PinnedCa), ClientError> {
         let account = store.account().await?.ok_or(ClientError::NotEnrolled)?;
         let identity = store.identity().await?;
         let device_key = StaticKeyPair::from_secret_bytes(*store.noise_secret().await?);
@@ -416,15 +438,7 @@ impl Client {
             .split_first()
             .ok_or_else(|| StoreError::Corrupt("no pinned root".into()))?;
         let ca = PinnedCa::from_der(root, chain)?;
-        Ok(Self {
-            store,
-            account,
-            identity,
-            device_key,
-            ca,
-            revocation: RevocationInfo::default(),
-            connection: None,
-        })
+        Ok((account, identity, device_key, ca))
     }
 
     /// The account.
@@ -534,6 +548,14 @@ impl Client {
         if let Some(connection) = self.connection.take() {
             connection.close().await;
         }
+    }
+
+    /// Closes the connection as [`Client::close`] does, then the store: the last connection
+    /// to close checkpoints SQLite's write-ahead log into the database file and removes the
+    /// `-wal` and `-shm` files, so a profile at rest is one database file (and its key file).
+    pub async fn shutdown(mut self) {
+        self.close().await;
+        self.store.close().await;
     }
 
     pub(crate) fn connection(&self) -> Result<&Connection, ClientError> {

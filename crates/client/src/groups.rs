@@ -251,20 +251,29 @@ impl Client {
                     ..
                 }) => {
                     let conversation = group_conversation(&group_id);
+                    let recipients: Vec<String> = group
+                        .members
+                        .iter()
+                        .filter(|member| member.address != self.account.address)
+                        .map(|member| member.address.clone())
+                        .collect();
                     self.store
-                        .insert_outgoing(&NewMessage {
-                            conversation: &conversation,
-                            outgoing: true,
-                            peer: &conversation,
-                            peer_device_id: 0,
-                            client_message_id: &client_message_id,
-                            kind,
-                            body: text,
-                            sent_at_ms,
-                            server_at_ms: Some(server_timestamp_ms),
-                            stored_at_ms: now_ms(),
-                            verification: "certified",
-                        })
+                        .insert_outgoing_group(
+                            &NewMessage {
+                                conversation: &conversation,
+                                outgoing: true,
+                                peer: &conversation,
+                                peer_device_id: 0,
+                                client_message_id: &client_message_id,
+                                kind,
+                                body: text,
+                                sent_at_ms,
+                                server_at_ms: Some(server_timestamp_ms),
+                                stored_at_ms: now_ms(),
+                                verification: "certified",
+                            },
+                            &recipients,
+                        )
                         .await?;
                     return Ok(GroupSendReport {
                         revision: group.revision,

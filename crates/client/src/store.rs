@@ -150,7 +150,27 @@ pub struct StoredMessage {
     pub delivered: bool,
     /// Outgoing: a recipient's read receipt arrived. Incoming: this user has seen it.
     pub read: bool,
+    /// An outgoing group message: how many of the members it was sent to have read it.
+    /// `None` otherwise, and for group messages sent before per-member state was kept (their
+    /// `read` means "read by at least one member").
+    pub group_reads: Option<GroupReads>,
 }
+
+/// How many of the members an outgoing group message was sent to have read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupReads {
+    /// Members whose read receipt for it arrived.
+    pub read: u32,
+    /// Members it was sent to (the others in the group when it was sent).
+    pub recipients: u32,
+}
+
+/// The columns [`message_from_row`] decodes, for a query whose `messages` rows are `m`.
+const MESSAGE_COLUMNS: &str = "m.id, m.conversation, m.outgoing, m.peer, m.peer_device_id, \
+     m.client_message_id, m.kind, m.body, m.sent_at_ms, m.server_at_ms, m.verification, \
+     m.delivered, m.read_at_ms IS NOT NULL, \
+     (SELECT COUNT(r.read_at_ms) FROM message_recipients r WHERE r.message_id = m.id), \
+     (SELECT COUNT(*) FROM message_recipients r WHERE r.message_id = m.id)";
 
 /// A message to add to the history.
 #[derive(Debug, Clone)]
@@ -367,10 +387,10 @@ impl Store {
         let key = unlocked?;
         let pool = connect(&db_path, false).await?;
         // Only now, with the right key, may the schema be brought up to date.
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Err(error) = sqlx::migrate!("./migrations").run(&pool).await {
+            pool.close().await;
+            return Err(StoreError::Corrupt(error.to_string()));
+        }
         Ok(Self {
             pool,
             key,
@@ -1114,8 +1134,27 @@ impl Store {
 
     /// Adds an outgoing message to the history.
     pub async fn insert_outgoing(&self, message: &NewMessage<'_>) -> Result<i64, StoreError> {
+        self.insert_outgoing_group(message, &[]).await
+    }
+
+    /// Adds an outgoing group message to the history with the members it was sent to, whose
+    /// read receipts [`Store::mark_read`] then counts one by one.
+    pub async fn insert_outgoing_group(
+        &self,
+        message: &NewMessage<'_>,
+        recipients: &[String],
+    ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id = insert_message(&mut tx, message).await?;
+        for recipient in recipients {
+            sqlx::query(
+                "INSERT OR IGNORE INTO message_recipients (message_id, recipient) VALUES (?, ?)",
+            )
+            .bind(id)
+            .bind(recipient)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
@@ -1209,27 +1248,56 @@ impl Store {
     }
 
     /// Marks outgoing messages read after `reader`'s read receipt naming their client message
-    /// ids: a one-to-one message to `reader`, or a group message (its receipt comes from one of
-    /// the members). The first receipt's time is kept. Returns how many rows changed.
+    /// ids: a one-to-one message to `reader`, or a group message sent to `reader` (recorded
+    /// per member; a receipt from someone it was not sent to changes nothing). A group message
+    /// sent before per-member state was kept is marked read by any member's receipt. The
+    /// first receipt's time is kept. Returns how many messages `reader` newly read.
     pub async fn mark_read(
         &self,
         reader: &str,
         client_message_ids: &[Vec<u8>],
         at_ms: u64,
     ) -> Result<u64, StoreError> {
+        let at_ms = to_i64(at_ms);
         let mut tx = self.pool.begin().await?;
         let mut changed = 0;
         for id in client_message_ids {
-            let done = sqlx::query(
+            let direct = sqlx::query(
                 "UPDATE messages SET read_at_ms = ? WHERE outgoing = 1 AND read_at_ms IS NULL \
-                 AND client_message_id = ? AND (peer = ? OR conversation LIKE 'group:%')",
+                 AND client_message_id = ? AND peer = ? AND conversation NOT LIKE 'group:%'",
             )
-            .bind(to_i64(at_ms))
+            .bind(at_ms)
             .bind(id)
             .bind(reader)
             .execute(&mut *tx)
             .await?;
-            changed += done.rows_affected();
+            let member = sqlx::query(
+                "UPDATE message_recipients SET read_at_ms = ? WHERE recipient = ? \
+                 AND read_at_ms IS NULL AND message_id IN (SELECT id FROM messages \
+                 WHERE outgoing = 1 AND client_message_id = ? AND conversation LIKE 'group:%')",
+            )
+            .bind(at_ms)
+            .bind(reader)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            // The message's own read time: the first member's, or for a message without
+            // per-member rows, the first receipt's.
+            let group = sqlx::query(
+                "UPDATE messages SET read_at_ms = ? WHERE outgoing = 1 AND read_at_ms IS NULL \
+                 AND client_message_id = ? AND conversation LIKE 'group:%' AND (\
+                 NOT EXISTS (SELECT 1 FROM message_recipients r WHERE r.message_id = messages.id) \
+                 OR EXISTS (SELECT 1 FROM message_recipients r WHERE r.message_id = messages.id \
+                 AND r.recipient = ? AND r.read_at_ms IS NOT NULL))",
+            )
+            .bind(at_ms)
+            .bind(id)
+            .bind(reader)
+            .execute(&mut *tx)
+            .await?;
+            // One per message: a member's first receipt changes both the member's row and
+            // the message's.
+            changed += direct.rows_affected() + member.rows_affected().max(group.rows_affected());
         }
         tx.commit().await?;
         Ok(changed)
@@ -1272,10 +1340,8 @@ impl Store {
             format!(" AND kind NOT IN ({placeholders})")
         };
         let sql = format!(
-            "SELECT id, conversation, outgoing, peer, peer_device_id, client_message_id, kind, \
-             body, sent_at_ms, server_at_ms, verification, delivered, read_at_ms IS NOT NULL FROM \
-             (SELECT * FROM messages WHERE conversation = ?{filter} ORDER BY id DESC LIMIT ?) \
-             ORDER BY id"
+            "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM messages WHERE conversation = ?{filter} \
+             ORDER BY id DESC LIMIT ?) AS m ORDER BY m.id"
         );
         // Only `?` placeholders are spliced in; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(conversation);
@@ -1292,15 +1358,16 @@ impl Store {
         conversation: &str,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, conversation, outgoing, peer, peer_device_id, client_message_id, kind, \
-             body, sent_at_ms, server_at_ms, verification, delivered, read_at_ms IS NOT NULL FROM \
-             (SELECT * FROM messages WHERE conversation = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
-        )
-        .bind(conversation)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM messages WHERE conversation = ? \
+             ORDER BY id DESC LIMIT ?) AS m ORDER BY m.id"
+        );
+        // The columns are a constant; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(conversation)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(message_from_row).collect()
     }
 
@@ -1510,6 +1577,13 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage, Stor
         verification: row.try_get(10)?,
         delivered: row.try_get(11)?,
         read: row.try_get(12)?,
+        group_reads: match to_u32(row.try_get(14)?)? {
+            0 => None,
+            recipients => Some(GroupReads {
+                read: to_u32(row.try_get(13)?)?,
+                recipients,
+            }),
+        },
     })
 }
 

@@ -519,3 +519,94 @@ async fn a_contacts_certificate_is_kept_with_its_key() {
     assert_eq!(store.contact_certificate(bob).await.unwrap(), None);
     assert!(!store.contact(bob).await.unwrap().unwrap().certified);
 }
+
+#[tokio::test]
+async fn a_group_message_is_read_member_by_member() {
+    use confianza_client::store::{GroupReads, NewMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(7);
+    let store = Store::create(&dir.path().join("alice"), &Protection::KeyFile, &mut r)
+        .await
+        .unwrap();
+    let group = "group:00112233445566778899aabbccddeeff";
+    let message = NewMessage {
+        conversation: group,
+        outgoing: true,
+        peer: group,
+        peer_device_id: 0,
+        client_message_id: &[1u8; 16],
+        kind: "text",
+        body: "hello team",
+        sent_at_ms: 1,
+        server_at_ms: Some(2),
+        stored_at_ms: 3,
+        verification: "certified",
+    };
+    let members = ["bob@example.org".to_owned(), "carol@example.org".to_owned()];
+    store
+        .insert_outgoing_group(&message, &members)
+        .await
+        .unwrap();
+    let state = async |store: &Store| {
+        let history = store.history(group, 10).await.unwrap();
+        assert_eq!(history.len(), 1);
+        (history[0].read, history[0].group_reads)
+    };
+    let reads = |read| {
+        Some(GroupReads {
+            read,
+            recipients: 2,
+        })
+    };
+    assert_eq!(state(&store).await, (false, reads(0)));
+
+    let id = vec![1u8; 16];
+    assert_eq!(
+        store
+            .mark_read("bob@example.org", std::slice::from_ref(&id), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(state(&store).await, (true, reads(1)));
+    // Bob's receipt again, and one from someone the message was not sent to: nothing changes.
+    for reader in ["bob@example.org", "mallory@example.org"] {
+        assert_eq!(
+            store
+                .mark_read(reader, std::slice::from_ref(&id), 11)
+                .await
+                .unwrap(),
+            0,
+            "{reader}"
+        );
+    }
+    assert_eq!(state(&store).await, (true, reads(1)));
+    assert_eq!(
+        store
+            .mark_read("carol@example.org", std::slice::from_ref(&id), 12)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(state(&store).await, (true, reads(2)));
+
+    // A group message without per-member rows (sent before they were kept) is read once any
+    // member says so.
+    let older = NewMessage {
+        client_message_id: &[2u8; 16],
+        ..message.clone()
+    };
+    store.insert_outgoing(&older).await.unwrap();
+    assert_eq!(
+        store
+            .mark_read("bob@example.org", &[vec![2u8; 16]], 13)
+            .await
+            .unwrap(),
+        1
+    );
+    let history = store.history(group, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history[1].read);
+    assert_eq!(history[1].group_reads, None);
+    store.close().await;
+}

@@ -1,4 +1,5 @@
-//! `confianza call ADDRESS --send-audio IN.wav` and `confianza answer --save-audio OUT.wav`.
+//! `confianza call ADDRESS --send-audio IN.wav`, `confianza answer --save-audio OUT.wav` and
+//! `confianza answer --decline`.
 //!
 //! The caller draws a fresh 32-byte SRTP master secret and sends it, with the call id and
 //! its UDP media address, in an end-to-end encrypted message; the answerer replies with an
@@ -6,6 +7,8 @@
 //! the WAV's samples flow as SRTP packets (AES_CM_128_HMAC_SHA1_80) over UDP. The answerer
 //! puts packets back in SRTP index order; a packet still missing when the stream ends (after
 //! a short grace period for late packets) becomes silence of the same length, and is counted.
+//! A declined call is an encrypted answer that says so: the caller then fails with
+//! "ADDRESS declined the call".
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -46,8 +49,11 @@ pub struct CallArgs {
 pub struct AnswerArgs {
     /// Where to write the received audio (16-bit PCM WAV). An existing file is replaced
     /// only once the whole call has been received.
-    #[arg(long, value_name = "OUT.wav")]
-    pub save_audio: PathBuf,
+    #[arg(long, value_name = "OUT.wav", required_unless_present = "decline")]
+    pub save_audio: Option<PathBuf>,
+    /// Decline the call instead: the caller is told (end-to-end encrypted) and gives up.
+    #[arg(long, conflicts_with_all = ["save_audio", "media_address"])]
+    pub decline: bool,
     /// Answer only a call from this address (others are reported and left unanswered).
     #[arg(long, value_name = "ADDRESS")]
     pub from: Option<String>,
@@ -121,10 +127,10 @@ pub fn run_call(globals: &Globals, args: CallArgs) -> Result<()> {
         let wav = call::read_wav(path)
             .await
             .with_context(|| format!("cannot send {}", path.display()))?;
-        let mut client = profile::connect(globals).await?;
-        let result = place_call(&mut client, &args, &wav).await;
-        client.close().await;
-        result
+        profile::with_connected(globals, async |client| {
+            place_call(client, &args, &wav).await
+        })
+        .await
     })
 }
 
@@ -192,12 +198,11 @@ async fn place_call(client: &mut Client, args: &CallArgs, wav: &Wav) -> Result<(
 
 /// Runs `confianza answer`.
 pub fn run_answer(globals: &Globals, args: AnswerArgs) -> Result<()> {
-    check_output(&args.save_audio)?;
+    if let Some(path) = &args.save_audio {
+        check_output(path)?;
+    }
     profile::block_on(async {
-        let mut client = profile::connect(globals).await?;
-        let result = answer_call(&mut client, &args).await;
-        client.close().await;
-        result
+        profile::with_connected(globals, async |client| answer_call(client, &args).await).await
     })
 }
 
@@ -255,6 +260,16 @@ async fn answer_call(client: &mut Client, args: &AnswerArgs) -> Result<()> {
         Err(_) => bail!("no call within {}", humantime::format_duration(timeout)),
     };
     let call_id = invitation.call_id();
+    let Some(path) = &args.save_audio else {
+        // Declining: the invitation (and its master secret) is dropped unused.
+        drop(invitation);
+        client
+            .send_call_decline(&caller, call_id)
+            .await
+            .with_context(|| format!("cannot decline the call from {caller}"))?;
+        println!("declined the call from {caller} (call {call_id:016x})");
+        return Ok(());
+    };
     let socket = media_socket(client, args.media_address.as_deref()).await?;
     let local = socket.local_addr()?;
     let incoming = invitation.answer();
@@ -268,7 +283,6 @@ async fn answer_call(client: &mut Client, args: &AnswerArgs) -> Result<()> {
         .receive_audio(&socket, timeout)
         .await
         .with_context(|| format!("the call from {caller} failed"))?;
-    let path = &args.save_audio;
     write_atomically(path, &received.wav.to_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     let refused = received.refused;

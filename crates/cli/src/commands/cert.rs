@@ -71,8 +71,7 @@ impl From<ReasonArg> for RevocationReason {
 pub fn run(globals: &Globals, command: Command) -> Result<()> {
     match command {
         Command::Show { target, ca } => show(globals, target.as_deref(), ca),
-        Command::Renew => profile::block_on(async {
-            let mut client = profile::connect(globals).await?;
+        Command::Renew => profile::block_on(profile::with_connected(globals, async |client| {
             let not_after = client
                 .renew_certificate()
                 .await
@@ -83,29 +82,30 @@ pub fn run(globals: &Globals, command: Command) -> Result<()> {
                 profile::format_time(not_after.saturating_mul(1000))
             );
             Ok(())
-        }),
-        Command::Revoke { reason, yes } => profile::block_on(async {
-            let client = profile::connect(globals).await?;
-            let address = client.account().address.clone();
-            if !yes && !confirm(&address)? {
-                bail!("not revoked");
-            }
-            let revoked_at_ms = match client
-                .request(RequestBody::RevokeCertificate {
-                    reason: reason.into(),
-                })
-                .await
-                .context("cannot revoke the certificate")?
-            {
-                ResponseBody::Revoked { revoked_at_ms } => revoked_at_ms,
-                _ => bail!("the server answered the revocation with something else"),
-            };
-            println!(
-                "revoked the certificate of {address} at {}",
-                profile::format_time(revoked_at_ms)
-            );
-            Ok(())
-        }),
+        })),
+        Command::Revoke { reason, yes } => {
+            profile::block_on(profile::with_connected(globals, async |client| {
+                let address = client.account().address.clone();
+                if !yes && !confirm(&address)? {
+                    bail!("not revoked");
+                }
+                let revoked_at_ms = match client
+                    .request(RequestBody::RevokeCertificate {
+                        reason: reason.into(),
+                    })
+                    .await
+                    .context("cannot revoke the certificate")?
+                {
+                    ResponseBody::Revoked { revoked_at_ms } => revoked_at_ms,
+                    _ => bail!("the server answered the revocation with something else"),
+                };
+                println!(
+                    "revoked the certificate of {address} at {}",
+                    profile::format_time(revoked_at_ms)
+                );
+                Ok(())
+            }))
+        }
     }
 }
 
@@ -135,8 +135,7 @@ fn show(globals: &Globals, target: Option<&str>, ca: bool) -> Result<()> {
         );
         return Ok(());
     }
-    profile::block_on(async {
-        let client = profile::open(globals).await?;
+    profile::block_on(profile::with_open(globals, async |client| {
         if ca {
             for der in client.store().ca_certificates().await? {
                 print!("{}", render(&der).context("a pinned CA certificate")?);
@@ -162,7 +161,7 @@ fn show(globals: &Globals, target: Option<&str>, ca: bool) -> Result<()> {
         };
         print!("{}", render(&certificate)?);
         Ok(())
-    })
+    }))
 }
 
 /// Renders the first certificate or CRL in `bytes`.

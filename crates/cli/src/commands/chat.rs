@@ -2,7 +2,8 @@
 //!
 //! The screen: conversations on the left, the selected conversation's messages (with their
 //! verification and delivery state) on the right, the input line below, a status line at the
-//! bottom. The list holds your groups (`#name`), the conversation asked for, and whoever writes.
+//! bottom. Your own messages show how far they got (sent, delivered, read; in a group, read
+//! by how many of its members). The list holds your groups (`#name`), the conversation asked for, and whoever writes.
 //! Keys: Enter sends, Tab / Up / Down switch conversation, `/open ADDRESS` opens one,
 //! Esc or Ctrl-C quits. Messages are received while the UI runs: each is decrypted and
 //! stored by the client library before it is acknowledged, as with `receive`.
@@ -22,6 +23,7 @@ use ratatui::{DefaultTerminal, Frame};
 use tokio::sync::mpsc;
 
 use super::profile::{self, Globals};
+use super::transcript;
 
 /// Messages of a conversation loaded into the view.
 const HISTORY_IN_VIEW: u32 = 500;
@@ -170,36 +172,19 @@ impl View {
     }
 }
 
-/// One message: time, who, text, and its state (delivery for ours, verification for theirs).
+/// One message: the time of day, who, the body, and its state ([`transcript::state`]).
 fn message_line(message: &StoredMessage) -> Line<'static> {
-    let time = profile::format_time(message.server_at_ms.unwrap_or(message.sent_at_ms));
+    let time = transcript::time(message);
     let clock = time.get(11..19).unwrap_or(&time).to_owned();
-    let (who, state) = if message.outgoing {
-        let state = if message.read {
-            "read"
-        } else if message.delivered {
-            "delivered"
-        } else {
-            "sent"
-        };
-        ("me".to_owned(), state.to_owned())
-    } else {
-        (message.peer.clone(), message.verification.clone())
-    };
-    let body = match message.kind.as_str() {
-        "text" => message.body.clone(),
-        "refused" => format!("(refused: {})", message.body),
-        other => format!("({other})"),
-    };
     Line::from(vec![
         Span::raw(format!("{clock} ")),
         Span::styled(
-            format!("{who}: "),
+            format!("{}: ", transcript::author(message)),
             Style::default().add_modifier(Modifier::BOLD),
         ),
-        Span::raw(body),
+        Span::raw(transcript::body(message)),
         Span::styled(
-            format!("  [{state}]"),
+            format!("  [{}]", transcript::state(message)),
             Style::default().add_modifier(Modifier::DIM),
         ),
     ])
@@ -207,14 +192,13 @@ fn message_line(message: &StoredMessage) -> Line<'static> {
 
 /// Runs `confianza chat`.
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
-    profile::block_on(async {
-        // Connected before the screen is taken, so a failure is a plain one-line error.
-        let mut client = profile::connect(globals).await?;
+    // Connected before the screen is taken, so a failure is a plain one-line error.
+    profile::block_on(profile::with_connected(globals, async |client| {
         let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-        let result = ui(&mut terminal, &mut client, args).await;
+        let result = ui(&mut terminal, client, args).await;
         ratatui::restore();
         result
-    })
+    }))
 }
 
 /// What woke the UI.

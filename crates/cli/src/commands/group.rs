@@ -72,8 +72,7 @@ async fn find(client: &Client, name: &str) -> Result<confianza_api::GroupId> {
 
 /// Runs `confianza group`.
 pub fn run(globals: &Globals, command: Command) -> Result<()> {
-    profile::block_on(async {
-        let client = profile::connect(globals).await?;
+    profile::block_on(profile::with_connected(globals, async |client| {
         match command {
             Command::Create { name, members } => {
                 let group = client
@@ -83,7 +82,7 @@ pub fn run(globals: &Globals, command: Command) -> Result<()> {
                 print_group(&group);
             }
             Command::Add { name, members } => {
-                let id = find(&client, &name).await?;
+                let id = find(client, &name).await?;
                 let group = client
                     .group_add(id, &members)
                     .await
@@ -91,7 +90,7 @@ pub fn run(globals: &Globals, command: Command) -> Result<()> {
                 print_group(&group);
             }
             Command::Remove { name, members } => {
-                let id = find(&client, &name).await?;
+                let id = find(client, &name).await?;
                 let group = client
                     .group_remove(id, &members)
                     .await
@@ -99,7 +98,7 @@ pub fn run(globals: &Globals, command: Command) -> Result<()> {
                 print_group(&group);
             }
             Command::Leave { name } => {
-                let id = find(&client, &name).await?;
+                let id = find(client, &name).await?;
                 client
                     .group_leave(id)
                     .await
@@ -121,5 +120,5 @@ pub fn run(globals: &Globals, command: Command) -> Result<()> {
             }
         }
         Ok(())
-    })
+    }))
 }

@@ -52,9 +52,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         code: args.code,
         expected_ca_fingerprint: args.ca_fingerprint,
     };
-    let (_client, enrolled) = profile::block_on(async move {
+    let enrolled = profile::block_on(async move {
         let failed = format!("cannot enroll {} at {}", args.name, args.server);
-        Client::init(options).await.map_err(|error| match error {
+        let (client, enrolled) = Client::init(options).await.map_err(|error| match error {
             // A server refused in the handshake received nothing: say the code is still
             // good, so the user retries with the right server or fingerprint.
             ClientError::ServerRefused(refusal) => anyhow::anyhow!(
@@ -62,7 +62,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
                  (the code is still valid)"
             ),
             other => anyhow::Error::new(other).context(failed),
-        })
+        })?;
+        client.shutdown().await;
+        Ok(enrolled)
     })?;
     println!(
         "enrolled {} (device {}) in profile {:?}",

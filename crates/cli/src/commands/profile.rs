@@ -59,7 +59,7 @@ pub fn read_passphrase(confirm: bool) -> Result<Option<Passphrase>> {
 }
 
 /// Opens the profile's store (asking for the passphrase only if it has one).
-pub async fn open(globals: &Globals) -> Result<Client> {
+async fn open(globals: &Globals) -> Result<Client> {
     let dir = globals.dir()?;
     let mut prompt_error = None;
     let client = Client::open(&dir, || match read_passphrase(false) {
@@ -76,15 +76,33 @@ pub async fn open(globals: &Globals) -> Result<Client> {
     client.with_context(|| format!("cannot open profile {:?}", globals.profile))
 }
 
-/// Opens the profile and connects to its server.
-pub async fn connect(globals: &Globals) -> Result<Client> {
+/// Opens the profile, runs `work` on it, then shuts the client down whatever `work` returned
+/// (see [`Client::shutdown`]: without it SQLite's `-wal` and `-shm` files stay beside the
+/// store until the next open).
+pub async fn with_open<T>(
+    globals: &Globals,
+    work: impl AsyncFnOnce(&mut Client) -> Result<T>,
+) -> Result<T> {
     let mut client = open(globals).await?;
-    let server = client.account().server.clone();
-    client
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the server at {server}"))?;
-    Ok(client)
+    let result = work(&mut client).await;
+    client.shutdown().await;
+    result
+}
+
+/// Like [`with_open`], connected to the profile's server first.
+pub async fn with_connected<T>(
+    globals: &Globals,
+    work: impl AsyncFnOnce(&mut Client) -> Result<T>,
+) -> Result<T> {
+    with_open(globals, async |client| {
+        let server = client.account().server.clone();
+        client
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to the server at {server}"))?;
+        work(client).await
+    })
+    .await
 }
 
 /// `2026-11-26 17:40:01 UTC` for Unix milliseconds.

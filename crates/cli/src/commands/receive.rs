@@ -13,11 +13,10 @@ use confianza_client::store::StoredMessage;
 
 use super::profile::{self, Globals};
 use super::send::transfer_bar;
+use super::transcript::{self, ATTACHMENT_KIND};
 
 /// How the history names a group's conversation.
 pub const GROUP_CONVERSATION_PREFIX: &str = "group:";
-/// The history kind of a message that carries an attachment.
-const ATTACHMENT_KIND: &str = "attachment";
 /// Reconnection attempts while following before giving up.
 const FOLLOW_RECONNECT_ATTEMPTS: u32 = 10;
 
@@ -107,13 +106,8 @@ async fn save_attachment(client: &Client, message: &StoredMessage, dir: &Path) -
 
 /// One line for a stored message: time, sender (and group), verification state, body.
 pub fn message_line(message: &StoredMessage, groups: &GroupNames) -> String {
-    let time = profile::format_time(message.server_at_ms.unwrap_or(message.sent_at_ms));
-    let body = match message.kind.as_str() {
-        "text" => message.body.clone(),
-        "refused" => format!("(refused: {})", message.body),
-        ATTACHMENT_KIND => format!("(attachment {:?})", message.body),
-        other => format!("({other})"),
-    };
+    let time = transcript::time(message);
+    let body = transcript::body(message);
     let place = match groups.name_of(&message.conversation) {
         Some(name) => format!(" in {name}"),
         None => String::new(),
@@ -186,7 +180,8 @@ pub fn event_line(event: &ClientEvent, groups: &GroupNames) -> Option<String> {
             server_at_ms,
             ..
         } => Some(format!(
-            "{}  call from {sender} (answer with: confianza answer --save-audio FILE)",
+            "{}  call from {sender} (answer with: confianza answer --save-audio FILE; decline \
+             with: confianza answer --decline)",
             profile::format_time(*server_at_ms)
         )),
         ClientEvent::CallAnswered {
@@ -209,15 +204,15 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         if !save_dir.is_dir() {
             anyhow::bail!("{}: not a directory", save_dir.display());
         }
-        let mut client = profile::connect(globals).await?;
-        let result = tokio::select! {
-            result = receive(&mut client, args.follow, &save_dir, !args.no_read_receipts) => result,
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        };
-        // Acknowledgements still queued must reach the server before the process exits, or
-        // the messages come again and their senders get no receipt.
-        client.close().await;
-        result
+        // Shutting down lets the acknowledgements still queued reach the server before the
+        // process exits; without them the messages come again and their senders get no receipt.
+        profile::with_connected(globals, async |client| {
+            tokio::select! {
+                result = receive(client, args.follow, &save_dir, !args.no_read_receipts) => result,
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
+        })
+        .await
     })
 }
 

@@ -127,18 +127,16 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
             if args.address.is_some() || args.text.is_some() {
                 bail!("expected --group NAME --file PATH, without ADDRESS or TEXT");
             }
-            return profile::block_on(async {
-                let client = profile::connect(globals).await?;
-                send_group_file(&client, &name, &path).await
-            });
+            return profile::block_on(profile::with_connected(globals, async |client| {
+                send_group_file(client, &name, &path).await
+            }));
         }
         let (Some(address), None) = (args.address, args.text) else {
             bail!("expected ADDRESS --file PATH");
         };
-        return profile::block_on(async {
-            let client = profile::connect(globals).await?;
-            send_file(&client, &address, &path).await
-        });
+        return profile::block_on(profile::with_connected(globals, async |client| {
+            send_file(client, &address, &path).await
+        }));
     }
     // With --group, the one positional argument is the text.
     let (address, text) = match (&args.group, args.address, args.text) {
@@ -146,8 +144,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         (None, Some(address), Some(text)) => (Some(address), text),
         _ => bail!("expected ADDRESS TEXT, ADDRESS --file PATH, or --group NAME TEXT"),
     };
-    profile::block_on(async {
-        let client = profile::connect(globals).await?;
+    profile::block_on(profile::with_connected(globals, async |client| {
         let Some(address) = address else {
             let name = args.group.as_deref().unwrap_or_default();
             let group = client
@@ -181,5 +178,5 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
             profile::format_time(report.server_timestamp_ms)
         );
         Ok(())
-    })
+    }))
 }

@@ -54,8 +54,7 @@ pub fn qr_lines(payload: &[u8]) -> Result<String> {
 
 /// Runs `confianza verify`.
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
-    profile::block_on(async {
-        let client = profile::open(globals).await?;
+    profile::block_on(profile::with_open(globals, async |client| {
         let address = args.address.as_str();
         if args.accept {
             let released = client
@@ -116,7 +115,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
             None => {}
         }
         Ok(())
-    })
+    }))
 }
 
 #[cfg(test)]

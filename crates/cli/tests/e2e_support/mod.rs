@@ -253,6 +253,15 @@ pub fn messages_from<'a>(text: &'a str, sender: &str) -> Vec<&'a str> {
     text.lines().filter(|line| line.contains(&marker)).collect()
 }
 
+/// SQLite's `-wal` and `-shm` files in `dir`: none once a command has closed its store.
+pub fn wal_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-wal") || name.ends_with("-shm"))
+        .collect()
+}
+
 /// Every file of `dir` with the SHA-256 of its bytes (to check nothing changed).
 pub fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)

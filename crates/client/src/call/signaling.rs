@@ -44,7 +44,8 @@ impl Client {
     }
 
     /// Answers (or, with `accepted` false, declines) call `call_id` from `address`, saying
-    /// where this device receives media.
+    /// where this device receives media. To decline without opening a media socket, see
+    /// [`Client::send_call_decline`].
     pub async fn send_call_answer(
         &self,
         address: &str,
@@ -56,6 +57,21 @@ impl Client {
             call_id,
             media_address: media_address.to_string(),
             accepted,
+        });
+        self.send_body(address, body, None).await
+    }
+
+    /// Declines call `call_id` from `address`: an end-to-end encrypted answer saying so, with
+    /// no media address (nothing is listened on), after which the caller gives up.
+    pub async fn send_call_decline(
+        &self,
+        address: &str,
+        call_id: u64,
+    ) -> Result<SendReport, ClientError> {
+        let body = Body::CallAnswer(CallAnswer {
+            call_id,
+            media_address: String::new(),
+            accepted: false,
         });
         self.send_body(address, body, None).await
     }
