@@ -38,6 +38,28 @@ impl ServerFrame {
         finish(server_frame_to_proto(self))
     }
 
+    /// As [`ServerFrame::encode`], but appends the bytes to `buffer` and takes the frame apart
+    /// instead of copying what it carries: a server encoding a delivery allocates nothing for
+    /// its body or sender. On error nothing is appended.
+    pub fn encode_into(self, buffer: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.check()?;
+        let message = server_frame_into_proto(self);
+        let len = message.encoded_len();
+        if len > MAX_FRAME_PAYLOAD_LEN {
+            return Err(EncodeError::FrameTooLarge {
+                len,
+                max: MAX_FRAME_PAYLOAD_LEN,
+            });
+        }
+        // A `Vec` grows as needed: prost's capacity check cannot fail for it.
+        message
+            .encode(buffer)
+            .map_err(|_| EncodeError::FrameTooLarge {
+                len,
+                max: MAX_FRAME_PAYLOAD_LEN,
+            })
+    }
+
     /// Parses and validates a frame from a server. Never panics; refuses anything larger than
     /// [`MAX_FRAME_PAYLOAD_LEN`] before parsing.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -544,6 +566,24 @@ pub(crate) fn server_frame_to_proto(frame: &ServerFrame) -> p::ServerFrame {
     }
 }
 
+/// [`server_frame_to_proto`] for an owned frame: a delivery's contents move instead of being
+/// copied (deliveries are what a server encodes most).
+fn server_frame_into_proto(frame: ServerFrame) -> p::ServerFrame {
+    use p::server_frame::Frame;
+    match frame {
+        ServerFrame::Delivery(d) => p::ServerFrame {
+            frame: Some(Frame::Delivery(p::Delivery {
+                delivery_id: d.id,
+                item: Some(match d.item {
+                    DeliveryItem::Envelope(e) => p::delivery::Item::Envelope(envelope_into(e)),
+                    DeliveryItem::Receipt(r) => p::delivery::Item::Receipt(receipt_into(r)),
+                }),
+            })),
+        },
+        other => server_frame_to_proto(&other),
+    }
+}
+
 fn api_error_from(e: p::Error) -> Field<ApiError> {
     Ok(ApiError {
         code: ErrorCode::from_wire(e.code)?,
@@ -594,6 +634,18 @@ fn envelope_to(e: &Envelope) -> p::Envelope {
     }
 }
 
+fn envelope_into(e: Envelope) -> p::Envelope {
+    p::Envelope {
+        sender: e.sender,
+        sender_device_id: e.sender_device_id,
+        ciphertext_type: e.ciphertext_type.to_wire(),
+        body: e.body,
+        client_message_id: e.client_message_id.to_vec(),
+        server_timestamp_ms: e.server_timestamp_ms,
+        group_id: e.group_id.map(|g| g.0.to_vec()).unwrap_or_default(),
+    }
+}
+
 fn receipt_from(r: p::DeliveryReceipt) -> Field<DeliveryReceipt> {
     crate::check::count(
         "receipt.client_message_ids",
@@ -615,6 +667,15 @@ fn receipt_from(r: p::DeliveryReceipt) -> Field<DeliveryReceipt> {
 fn receipt_to(r: &DeliveryReceipt) -> p::DeliveryReceipt {
     p::DeliveryReceipt {
         recipient: r.recipient.clone(),
+        recipient_device_id: r.recipient_device_id,
+        client_message_ids: r.client_message_ids.iter().map(|id| id.to_vec()).collect(),
+        server_timestamp_ms: r.server_timestamp_ms,
+    }
+}
+
+fn receipt_into(r: DeliveryReceipt) -> p::DeliveryReceipt {
+    p::DeliveryReceipt {
+        recipient: r.recipient,
         recipient_device_id: r.recipient_device_id,
         client_message_ids: r.client_message_ids.iter().map(|id| id.to_vec()).collect(),
         server_timestamp_ms: r.server_timestamp_ms,

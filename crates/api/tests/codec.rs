@@ -617,6 +617,27 @@ proptest! {
     }
 
     #[test]
+    fn encoding_into_a_buffer_appends_the_same_bytes(
+        frame in server_frame(),
+        before in vec(any::<u8>(), 0..8),
+    ) {
+        let expected = frame.encode();
+        let mut buffer = before.clone();
+        let appended = frame.encode_into(&mut buffer);
+        match expected {
+            Ok(bytes) => {
+                prop_assert_eq!(appended, Ok(()));
+                prop_assert_eq!(&buffer[..before.len()], &before[..]);
+                prop_assert_eq!(&buffer[before.len()..], &bytes[..]);
+            }
+            Err(error) => {
+                prop_assert_eq!(appended, Err(error));
+                prop_assert_eq!(buffer, before);
+            }
+        }
+    }
+
+    #[test]
     fn responses_answer_their_requests(frame in response_body()) {
         // Every response kind answers at least one request kind: the client can match them.
         let requests = [

@@ -100,6 +100,10 @@ pub const READ_BUFFER_LEN: usize = 2_048;
 /// this; the flush that ends the burst gives the excess back, so idle connections stay small.
 pub const RETAINED_WRITE_BUFFER: usize = 16 * 1_024;
 
+/// Capacity a writer keeps for encoding one message ([`NoiseWriter::feed_with`]): typical
+/// messages are reused in place, a rare large one gives its buffer back.
+const RETAINED_MESSAGE_BUFFER: usize = 4 * 1_024;
+
 /// An encrypted, framed message stream.
 pub struct NoiseStream<S> {
     stream: S,
@@ -126,7 +130,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
     /// between frames.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, StreamRecvError> {
         match self.incoming.next(&mut self.stream, MAX_FRAME_LEN).await? {
-            Some(frame) => Ok(Some(self.transport.decrypt(&frame)?)),
+            Some(mut frame) => {
+                self.transport.decrypt_in_place(&mut frame)?;
+                Ok(Some(frame))
+            }
             None => Ok(None),
         }
     }
@@ -158,6 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
                 stream: write,
                 transport: sender,
                 pending: Vec::new(),
+                message: Vec::new(),
             },
         )
     }
@@ -186,7 +194,10 @@ impl<R: AsyncRead + Unpin> NoiseReader<R> {
     /// loses the stream's framing, so drop the reader afterwards.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, StreamRecvError> {
         match self.incoming.next(&mut self.stream, MAX_FRAME_LEN).await? {
-            Some(frame) => Ok(Some(self.transport.decrypt(&frame)?)),
+            Some(mut frame) => {
+                self.transport.decrypt_in_place(&mut frame)?;
+                Ok(Some(frame))
+            }
             None => Ok(None),
         }
     }
@@ -212,6 +223,8 @@ pub struct NoiseWriter<W> {
     transport: TransportSender,
     /// Frames fed and not yet written.
     pending: Vec<u8>,
+    /// Where [`NoiseWriter::feed_with`] has a message encoded, kept between calls.
+    message: Vec<u8>,
 }
 
 impl<W> core::fmt::Debug for NoiseWriter<W> {
@@ -239,13 +252,51 @@ impl<W: AsyncWrite + Unpin> NoiseWriter<W> {
     /// The buffer is not bounded here: a caller feeding a queue flushes when the queue is
     /// empty or when [`NoiseWriter::buffered`] passes its own threshold.
     pub fn feed(&mut self, message: &[u8]) -> Result<(), StreamSendError> {
-        let ciphertext = self.transport.encrypt(message)?;
-        // The plaintext limit keeps the ciphertext within a frame; checked all the same.
-        let header = frame_header(ciphertext.len()).map_err(FrameIoError::from)?;
-        self.pending.reserve(header.len() + ciphertext.len());
-        self.pending.extend_from_slice(&header);
-        self.pending.extend_from_slice(&ciphertext);
-        Ok(())
+        let frame_start = self.pending.len();
+        // The header's place, filled in once the ciphertext's length is known.
+        self.pending.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+        self.pending.extend_from_slice(message);
+        let message_start = frame_start + FRAME_HEADER_LEN;
+        // Encrypted where it lies: no ciphertext allocation per frame.
+        let framed = self
+            .transport
+            .encrypt_in_place(&mut self.pending, message_start)
+            .map_err(StreamSendError::from)
+            .and_then(|()| {
+                // The plaintext limit keeps the ciphertext within a frame; checked all the same.
+                frame_header(self.pending.len() - message_start)
+                    .map_err(|error| StreamSendError::Frame(FrameIoError::from(error)))
+            });
+        match framed {
+            Ok(header) => {
+                self.pending[frame_start..message_start].copy_from_slice(&header);
+                Ok(())
+            }
+            Err(error) => {
+                self.pending.truncate(frame_start);
+                Err(error)
+            }
+        }
+    }
+
+    /// As [`NoiseWriter::feed`], for a message that `encode` writes into the (empty) buffer it
+    /// is given. The buffer is the writer's and is reused, so encoding a message costs no
+    /// allocation. If `encode` fails nothing is fed and no nonce is used.
+    pub fn feed_with<E: From<StreamSendError>>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut message = std::mem::take(&mut self.message);
+        message.clear();
+        let result = match encode(&mut message) {
+            Ok(()) => self.feed(&message).map_err(E::from),
+            Err(error) => Err(error),
+        };
+        if message.capacity() > RETAINED_MESSAGE_BUFFER {
+            message = Vec::new();
+        }
+        self.message = message;
+        result
     }
 
     /// Bytes fed and not yet written.

@@ -7,7 +7,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::limits::{MAX_NONCE, TAG_LEN};
 
@@ -59,21 +59,38 @@ impl CipherState {
         ad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CipherError> {
+        let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        out.extend_from_slice(plaintext);
+        self.encrypt_in_place(ad, &mut out, 0)?;
+        Ok(out)
+    }
+
+    /// `EncryptWithAd` over `buffer[start..]`, in place, the tag appended: a caller that
+    /// builds its plaintext in an output buffer (a frame behind its header) copies nothing.
+    /// While no key is set the plaintext stays as it is. On error `buffer` is unchanged.
+    ///
+    /// # Panics
+    ///
+    /// If `start > buffer.len()` (a caller's bug, never input-driven).
+    pub(crate) fn encrypt_in_place(
+        &mut self,
+        ad: &[u8],
+        buffer: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), CipherError> {
         let Some(cipher) = &self.cipher else {
-            return Ok(plaintext.to_vec());
+            return Ok(());
         };
         if self.n > MAX_NONCE {
             return Err(CipherError::NonceExhausted);
         }
-        let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        out.extend_from_slice(plaintext);
         // AES-GCM fails only past 2^36 bytes, far above any Noise message.
         let tag = cipher
-            .encrypt_inout_detached(&Self::nonce(self.n), ad, out.as_mut_slice().into())
+            .encrypt_inout_detached(&Self::nonce(self.n), ad, (&mut buffer[start..]).into())
             .map_err(|_| CipherError::Decrypt)?;
-        out.extend_from_slice(&tag);
+        buffer.extend_from_slice(&tag);
         self.n += 1;
-        Ok(out)
+        Ok(())
     }
 
     /// `DecryptWithAd`: on failure the counter does not move, so the state is unchanged.
@@ -82,29 +99,38 @@ impl CipherState {
         ad: &[u8],
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, CipherError> {
+        let mut out = ciphertext.to_vec();
+        self.decrypt_in_place(ad, &mut out)?;
+        Ok(out)
+    }
+
+    /// `DecryptWithAd` in place: `buffer` holds the ciphertext and its tag, and on success the
+    /// plaintext (the tag cut off). On failure neither `buffer` nor the counter changes:
+    /// the tag is checked before anything is decrypted.
+    pub(crate) fn decrypt_in_place(
+        &mut self,
+        ad: &[u8],
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), CipherError> {
         let Some(cipher) = &self.cipher else {
-            return Ok(ciphertext.to_vec());
+            return Ok(());
         };
         if self.n > MAX_NONCE {
             return Err(CipherError::NonceExhausted);
         }
-        let body_len = ciphertext
+        let body_len = buffer
             .len()
             .checked_sub(TAG_LEN)
             .ok_or(CipherError::Decrypt)?;
-        let (body, tag) = ciphertext.split_at(body_len);
-        let tag = Tag::try_from(tag).map_err(|_| CipherError::Decrypt)?;
-        let mut out = body.to_vec();
-        // The tag comparison inside aes-gcm is constant time.
-        if cipher
-            .decrypt_inout_detached(&Self::nonce(self.n), ad, out.as_mut_slice().into(), &tag)
-            .is_err()
-        {
-            out.zeroize();
-            return Err(CipherError::Decrypt);
-        }
+        let (body, tag) = buffer.split_at_mut(body_len);
+        let tag = Tag::try_from(&*tag).map_err(|_| CipherError::Decrypt)?;
+        // The tag comparison inside aes-gcm is constant time, and it decrypts only after it.
+        cipher
+            .decrypt_inout_detached(&Self::nonce(self.n), ad, body.into(), &tag)
+            .map_err(|_| CipherError::Decrypt)?;
+        buffer.truncate(body_len);
         self.n += 1;
-        Ok(out)
+        Ok(())
     }
 
     #[cfg(test)]

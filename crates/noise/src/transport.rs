@@ -43,6 +43,11 @@ impl Transport {
         decrypt(&mut self.receive, ciphertext)
     }
 
+    /// Decrypts the next incoming message in place, as [`TransportReceiver::decrypt_in_place`].
+    pub fn decrypt_in_place(&mut self, buffer: &mut Vec<u8>) -> Result<(), ReceiveError> {
+        decrypt_in_place(&mut self.receive, buffer)
+    }
+
     /// Splits the channel into its two independent directions, so one task can send while
     /// another receives. Each half keeps its own nonce counter, exactly as before the split.
     #[must_use]
@@ -90,6 +95,30 @@ impl TransportSender {
         encrypt(&mut self.send, plaintext)
     }
 
+    /// Encrypts the message `buffer[start..]` in place and appends its tag, so a message
+    /// encoded straight into an output buffer is sent without a copy. On error `buffer` is
+    /// unchanged and the nonce is not used.
+    ///
+    /// # Panics
+    ///
+    /// If `start > buffer.len()`.
+    pub fn encrypt_in_place(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), SendError> {
+        let len = buffer.len() - start;
+        if len > MAX_TRANSPORT_PLAINTEXT_LEN {
+            return Err(SendError::TooLong {
+                len,
+                max: MAX_TRANSPORT_PLAINTEXT_LEN,
+            });
+        }
+        self.send
+            .encrypt_in_place(&[], buffer, start)
+            .map_err(send_error)
+    }
+
     /// The handshake hash `h` of the channel.
     #[must_use]
     pub fn handshake_hash(&self) -> &[u8; 32] {
@@ -115,6 +144,13 @@ impl TransportReceiver {
         decrypt(&mut self.receive, ciphertext)
     }
 
+    /// Decrypts the next incoming message in place: `buffer` holds the ciphertext and ends up
+    /// holding the plaintext (no second allocation). On error `buffer` and the nonce are
+    /// unchanged, as [`Transport::decrypt`].
+    pub fn decrypt_in_place(&mut self, buffer: &mut Vec<u8>) -> Result<(), ReceiveError> {
+        decrypt_in_place(&mut self.receive, buffer)
+    }
+
     /// The handshake hash `h` of the channel.
     #[must_use]
     pub fn handshake_hash(&self) -> &[u8; 32] {
@@ -129,24 +165,41 @@ fn encrypt(send: &mut CipherState, plaintext: &[u8]) -> Result<Vec<u8>, SendErro
             max: MAX_TRANSPORT_PLAINTEXT_LEN,
         });
     }
-    send.encrypt_with_ad(&[], plaintext)
-        .map_err(|fault| match fault {
-            CipherError::NonceExhausted => SendError::NonceExhausted,
-            CipherError::Decrypt => SendError::Encrypt,
-        })
+    send.encrypt_with_ad(&[], plaintext).map_err(send_error)
 }
 
-fn decrypt(receive: &mut CipherState, ciphertext: &[u8]) -> Result<Vec<u8>, ReceiveError> {
-    if ciphertext.len() > MAX_FRAME_LEN {
+fn send_error(fault: CipherError) -> SendError {
+    match fault {
+        CipherError::NonceExhausted => SendError::NonceExhausted,
+        CipherError::Decrypt => SendError::Encrypt,
+    }
+}
+
+fn receive_error(fault: CipherError) -> ReceiveError {
+    match fault {
+        CipherError::NonceExhausted => ReceiveError::NonceExhausted,
+        CipherError::Decrypt => ReceiveError::Decrypt,
+    }
+}
+
+fn check_ciphertext_len(len: usize) -> Result<(), ReceiveError> {
+    if len > MAX_FRAME_LEN {
         return Err(ReceiveError::TooLong {
-            len: ciphertext.len(),
+            len,
             max: MAX_FRAME_LEN,
         });
     }
+    Ok(())
+}
+
+fn decrypt(receive: &mut CipherState, ciphertext: &[u8]) -> Result<Vec<u8>, ReceiveError> {
+    check_ciphertext_len(ciphertext.len())?;
     receive
         .decrypt_with_ad(&[], ciphertext)
-        .map_err(|fault| match fault {
-            CipherError::NonceExhausted => ReceiveError::NonceExhausted,
-            CipherError::Decrypt => ReceiveError::Decrypt,
-        })
+        .map_err(receive_error)
+}
+
+fn decrypt_in_place(receive: &mut CipherState, buffer: &mut Vec<u8>) -> Result<(), ReceiveError> {
+    check_ciphertext_len(buffer.len())?;
+    receive.decrypt_in_place(&[], buffer).map_err(receive_error)
 }

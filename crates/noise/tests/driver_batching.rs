@@ -287,3 +287,60 @@ async fn a_clean_end_between_frames_is_none() {
     );
     assert!(matches!(server_reader.recv().await, Ok(None)));
 }
+
+/// What the closure given to `feed_with` failed with, in these tests.
+#[derive(Debug)]
+enum Encode {
+    Refused,
+    Channel,
+}
+
+impl From<confianza_noise::driver::StreamSendError> for Encode {
+    fn from(_: confianza_noise::driver::StreamSendError) -> Self {
+        Self::Channel
+    }
+}
+
+#[tokio::test]
+async fn a_message_encoded_in_place_arrives_and_a_failed_encoding_leaves_nothing() {
+    let ((_cr, mut client_writer), (mut server_reader, _sw), _client, _server) =
+        pair(6, usize::MAX).await;
+    client_writer
+        .feed_with(|buffer: &mut Vec<u8>| {
+            assert!(buffer.is_empty(), "a fresh buffer for each message");
+            buffer.extend_from_slice(b"first");
+            Ok::<(), Encode>(())
+        })
+        .expect("feed");
+    let fed = client_writer.buffered();
+    // The encoder fails half-way: nothing of it is fed and no nonce is spent.
+    let refused = client_writer.feed_with(|buffer: &mut Vec<u8>| {
+        buffer.extend_from_slice(b"half");
+        Err::<(), Encode>(Encode::Refused)
+    });
+    assert!(matches!(refused, Err(Encode::Refused)));
+    assert_eq!(client_writer.buffered(), fed);
+    // Too long for a frame: refused by the channel, nothing fed either.
+    let too_long = client_writer.feed_with(|buffer: &mut Vec<u8>| {
+        buffer.resize(MAX_TRANSPORT_PLAINTEXT_LEN + 1, 0);
+        Ok::<(), Encode>(())
+    });
+    assert!(matches!(too_long, Err(Encode::Channel)));
+    assert_eq!(client_writer.buffered(), fed);
+    client_writer
+        .feed_with(|buffer: &mut Vec<u8>| {
+            assert!(buffer.is_empty(), "a fresh buffer for each message");
+            buffer.extend_from_slice(b"second");
+            Ok::<(), Encode>(())
+        })
+        .expect("feed");
+    client_writer.flush().await.expect("flush");
+    assert_eq!(
+        server_reader.recv().await.expect("recv"),
+        Some(b"first".to_vec())
+    );
+    assert_eq!(
+        server_reader.recv().await.expect("recv"),
+        Some(b"second".to_vec())
+    );
+}

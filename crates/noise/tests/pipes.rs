@@ -3,6 +3,7 @@
 
 use confianza_noise::limits::{
     MAX_FRAME_LEN, MAX_HANDSHAKE_PAYLOAD_LEN, MAX_HELLO_FRAME_LEN, MAX_TRANSPORT_PLAINTEXT_LEN,
+    TAG_LEN,
 };
 use confianza_noise::{
     AcceptError, AuthenticateError, ClientConfig, ClientEstablished, ClientHandshake, FinishError,
@@ -465,6 +466,61 @@ fn transport_limits_at_n_and_n_plus_one() {
             .encrypt(&vec![3; MAX_TRANSPORT_PLAINTEXT_LEN + 1])
             .is_err()
     );
+}
+
+#[test]
+fn in_place_encryption_matches_and_a_refused_message_changes_nothing() {
+    let (c, s) = connect(&client_config(1), &server_config(2), None, b"", 91);
+    let (mut sender, _) = c.transport.split();
+    let (_, mut receiver) = s.transport.split();
+
+    // Behind whatever the buffer already holds (earlier frames), only the message is sealed.
+    let mut buffer = b"earlier".to_vec();
+    buffer.extend_from_slice(b"hello");
+    sender.encrypt_in_place(&mut buffer, 7).expect("encrypt");
+    assert_eq!(&buffer[..7], b"earlier");
+    let mut sealed = buffer[7..].to_vec();
+    assert_eq!(sealed.len(), 5 + TAG_LEN);
+
+    // A tampered copy is refused and left as it was; the nonce does not move.
+    let mut tampered = sealed.clone();
+    tampered[0] ^= 1;
+    let before = tampered.clone();
+    assert!(receiver.decrypt_in_place(&mut tampered).is_err());
+    assert_eq!(tampered, before);
+    let mut short = vec![0u8; TAG_LEN - 1];
+    assert!(receiver.decrypt_in_place(&mut short).is_err());
+
+    receiver.decrypt_in_place(&mut sealed).expect("decrypt");
+    assert_eq!(sealed, b"hello");
+
+    // The next message in place and by copy agree (nonce 1 on both sides).
+    let copied = sender.encrypt(b"second").expect("encrypt");
+    assert_eq!(receiver.decrypt(&copied).expect("decrypt"), b"second");
+}
+
+#[test]
+fn in_place_transport_limits_at_n_and_n_plus_one() {
+    let (c, s) = connect(&client_config(1), &server_config(2), None, b"", 92);
+    let (mut sender, _) = c.transport.split();
+    let (_, mut receiver) = s.transport.split();
+    let mut largest = vec![1u8; 3];
+    largest.resize(3 + MAX_TRANSPORT_PLAINTEXT_LEN, 3);
+    sender.encrypt_in_place(&mut largest, 3).expect("N");
+    let mut largest = largest.split_off(3);
+    assert_eq!(largest.len(), MAX_FRAME_LEN);
+    receiver.decrypt_in_place(&mut largest).expect("decrypt");
+    assert_eq!(largest.len(), MAX_TRANSPORT_PLAINTEXT_LEN);
+
+    let mut too_long = vec![3u8; MAX_TRANSPORT_PLAINTEXT_LEN + 1];
+    assert!(sender.encrypt_in_place(&mut too_long, 0).is_err());
+    assert_eq!(
+        too_long.len(),
+        MAX_TRANSPORT_PLAINTEXT_LEN + 1,
+        "left as it was"
+    );
+    let mut too_long = vec![3u8; MAX_FRAME_LEN + 1];
+    assert!(receiver.decrypt_in_place(&mut too_long).is_err());
 }
 
 #[test]

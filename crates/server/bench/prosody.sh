@@ -6,7 +6,7 @@
 #   CLIENTS=1000 MESSAGES=200000 crates/server/bench/prosody.sh
 #
 # Needs: Debian's prosody (installed with apt-get when missing), python3 (standard library
-# only), and a release build: cargo build --release -p confianza-server.
+# only), and a release build: cargo build --release -p confianza-server (or B=path/to/binary).
 #
 # Prosody gets a throwaway configuration in a temporary directory: c2s on 127.0.0.1 only, no
 # s2s, no HTTP, plaintext SASL allowed (loopback), accounts written straight into its internal
@@ -23,31 +23,13 @@ XMPP_PORT=${XMPP_PORT:-15222}
 NOISE_PORT=${NOISE_PORT:-17443}
 HTTP_PORT=${HTTP_PORT:-18443}
 here=$(cd "$(dirname "$0")" && pwd)
-target_dir=${CARGO_TARGET_DIR:-$here/../../../target}
-server_bin=${CONFIANZA_SERVER:-$target_dir/release/confianza-server}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 if ! command -v prosody > /dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y prosody > /dev/null
 fi
-[ -x "$server_bin" ] || { echo "build first: cargo build --release -p confianza-server" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/confianza-vs-prosody.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
-    wait 2> /dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for_port() {
-    for _ in $(seq 1 200); do
-        if (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
+bench_init confianza-vs-prosody
 
 # ---- Prosody ---------------------------------------------------------------------------
 mkdir -p "$work/prosody/data/localhost/accounts"
@@ -96,18 +78,9 @@ wait "$prosody_pid" 2> /dev/null || true
 pids=()
 
 # ---- confianza-server ------------------------------------------------------------------
-data="$work/confianza"
-"$server_bin" --data "$data" init --no-passphrase --org "Bench Org" --name chat.example.org \
-    --domain example.org > /dev/null
-"$server_bin" --data "$data" run --listen "127.0.0.1:$NOISE_PORT" --http "127.0.0.1:$HTTP_PORT" \
-    --log warn > "$work/confianza.log" 2>&1 &
-server_pid=$!
-pids+=("$server_pid")
-wait_for_port "$NOISE_PORT"
+confianza_start "$NOISE_PORT" "$HTTP_PORT"
 
 echo "== confianza-server: relay"
-"$server_bin" --data "$data" loadtest --server "127.0.0.1:$NOISE_PORT" --server-pid "$server_pid" \
-    --clients "$CLIENTS" --messages "$MESSAGES" --payload "$PAYLOAD" --window "$WINDOW"
+confianza_loadtest --clients "$CLIENTS" --messages "$MESSAGES" --payload "$PAYLOAD" --window "$WINDOW"
 echo "== confianza-server: offline store"
-"$server_bin" --data "$data" loadtest --server "127.0.0.1:$NOISE_PORT" --server-pid "$server_pid" \
-    --clients "$CLIENTS" --messages "$MESSAGES" --payload "$PAYLOAD" --window "$WINDOW" --offline
+confianza_loadtest --clients "$CLIENTS" --messages "$MESSAGES" --payload "$PAYLOAD" --window "$WINDOW" --offline

@@ -2,7 +2,9 @@
 //! messages per second `enqueue` stores durably in batches of 1, 64 and 512 (issue 3's goal is
 //! at least 50 000 messages/s), and how fast a reconnecting device drains its mailbox with
 //! `pending` + `acknowledge`, and what acknowledging a writer batch of 64 devices costs as one
-//! `acknowledge_batch` against 64 `acknowledge` calls.
+//! `acknowledge_batch` against 64 `acknowledge` calls, and what the relay's writer commits per
+//! batch (`commit_batch`: the acknowledgements of the previous batch's messages and receipts,
+//! the receipts they owe, 256 new messages), per message.
 //!
 //! Each message is a 512-byte one-to-one ciphertext (about a padded text message) to one of 64
 //! recipient devices, each of which already holds a backlog of 100 messages, so the queue depth
@@ -14,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use confianza_api::CiphertextType;
 use confianza_server::store::{
-    Database, DeviceAddress, MessageStore, NewDevice, NewMessage, SqliteStore,
+    AckRequest, Database, DeviceAddress, MessageStore, NewDevice, NewMessage, SqliteStore,
+    WriteBatch,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
@@ -253,5 +256,64 @@ fn acknowledge_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, enqueue, drain, acknowledge_batch);
+/// The relay's steady state as the writer commits it: each batch carries 256 new messages (4 per
+/// recipient), the acknowledgements of the previous batch's messages (one per recipient) and of
+/// the receipts the sender got for the batch before (one ack by the sender), and stores the
+/// receipts the acknowledgements owe. Throughput counts the new messages.
+fn writer_batch(c: &mut Criterion) {
+    const SENDS: usize = 256;
+    let rt = runtime();
+    let mut setup = rt.block_on(Setup::new());
+    let mut group = c.benchmark_group("sqlite_writer_batch");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(SENDS as u64));
+    // What the next batch acknowledges: per device, the ids handed to it by the last one.
+    let mut to_ack: Vec<(DeviceAddress, Vec<u64>)> = Vec::new();
+    group.bench_function(BenchmarkId::from_parameter(SENDS), |b| {
+        b.iter_custom(|iterations| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iterations {
+                let sends = setup.batch(SENDS, u64::MAX);
+                let batch = WriteBatch {
+                    acks: to_ack
+                        .drain(..)
+                        .map(|(device, delivery_ids)| AckRequest {
+                            device,
+                            delivery_ids,
+                            receipt_expires_at_ms: u64::MAX,
+                        })
+                        .collect(),
+                    now_ms: 1_790_000_000_000,
+                    sends,
+                    max_queue: u64::MAX,
+                };
+                let outcome = rt.block_on(async {
+                    let start = Instant::now();
+                    let outcome = setup.store.commit_batch(batch).await.expect("commit");
+                    timed += start.elapsed();
+                    outcome
+                });
+                let mut next: Vec<(DeviceAddress, Vec<u64>)> = Vec::new();
+                // Receipts went to the sender; it acknowledges them like messages.
+                for stored in outcome
+                    .stored
+                    .expect("the SQLite store returns what it stored")
+                {
+                    match next
+                        .iter_mut()
+                        .find(|(device, _)| *device == stored.recipient)
+                    {
+                        Some((_, ids)) => ids.push(stored.entry.delivery_id),
+                        None => next.push((stored.recipient, vec![stored.entry.delivery_id])),
+                    }
+                }
+                to_ack = next;
+            }
+            timed
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, enqueue, drain, acknowledge_batch, writer_batch);
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 //! confianza-server --data DIR ra enroll-code alice@example.org
 //! confianza-server --data DIR ca issue --csr req.pem --profile tls-server --out cert.pem
 //! confianza-server --data DIR run [--listen 127.0.0.1:7443] [--http 127.0.0.1:8443]
+//! CONFIANZA_RUNTIME_THREADS=4 confianza-server --data DIR run …   # see `main`
 //! ```
 
 use std::path::PathBuf;
@@ -41,9 +42,62 @@ enum Command {
     Loadtest(confianza_server::loadtest::LoadtestArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Worker threads of the service's runtime (`run`); unset or `0`: one fewer than the machine's
+/// cores, at least one (see [`main`]).
+const RUNTIME_THREADS_VARIABLE: &str = "CONFIANZA_RUNTIME_THREADS";
+
+/// `run` leaves one core to the message store's own thread (SQLite's work) and serves
+/// connections from the others: on a 2-core machine that is **one** runtime thread polling
+/// every connection in turn, which wakes no other thread per task hand-off (worker threads that
+/// wake and steal from each other spent ≈10 % more CPU per relayed message there, see
+/// BENCHMARKS.md). `CONFIANZA_RUNTIME_THREADS=N` sets the number of workers (1: one thread).
+/// The other commands keep tokio's multi-thread default.
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match &cli.command {
+        Command::Run(_) => service_runtime(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("confianza-server: error: starting the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime `run` serves on (see [`main`]).
+fn service_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match std::env::var(RUNTIME_THREADS_VARIABLE) {
+        Ok(value) => value.trim().parse::<usize>().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{RUNTIME_THREADS_VARIABLE} must be a number of threads, not {value:?}"),
+            )
+        })?,
+        Err(_) => 0,
+    };
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1))
+    } else {
+        threads
+    };
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     // The load test needs no data directory with --embedded: it runs before the check.
     let command = match cli.command {
         Command::Loadtest(args) => {

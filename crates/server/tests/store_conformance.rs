@@ -20,9 +20,9 @@ use confianza_api::{
     SignedPreKey,
 };
 use confianza_server::store::{
-    Acknowledged, AnyMessageStore, BlobRecord, Database, DeviceAddress, EnqueueOutcome,
+    AckRequest, Acknowledged, AnyMessageStore, BlobRecord, Database, DeviceAddress, EnqueueOutcome,
     MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, QueuedItem, SqliteStore,
-    StoreError, StoredEntry,
+    StoreError, StoredEntry, WriteBatch,
 };
 use futures_util::FutureExt;
 use postgres_schema::TestSchema;
@@ -66,6 +66,44 @@ impl<S> Fixture<S> {
         .expect("test statement");
     }
 
+    /// What the mailboxes hold, counted in the backend's own tables (their layouts differ).
+    async fn count(&self, what: Held) -> i64 {
+        let sql = match (&self.db, what) {
+            // A one-to-one body lives in its entry row, a shared one in `shared_bodies`.
+            (Database::Sqlite(_), Held::Bodies) => {
+                "SELECT (SELECT COUNT(*) FROM shared_bodies) \
+                     + (SELECT COUNT(*) FROM mailbox WHERE body IS NOT NULL)"
+            }
+            (Database::Sqlite(_), Held::Messages) => "SELECT COUNT(*) FROM mailbox WHERE kind = 0",
+            (Database::Sqlite(_), Held::Receipts) => "SELECT COUNT(*) FROM mailbox WHERE kind = 1",
+            (Database::Postgres(_), Held::Bodies) => "SELECT COUNT(*) FROM message_bodies",
+            (Database::Postgres(_), Held::Messages) => "SELECT COUNT(*) FROM mailbox_entries",
+            (Database::Postgres(_), Held::Receipts) => "SELECT COUNT(*) FROM receipts",
+        };
+        self.scalar(sql).await
+    }
+
+    /// Runs the statement written for the fixture's backend.
+    async fn execute_per_backend(&self, sqlite: &'static str, postgres: &'static str) {
+        match &self.db {
+            Database::Sqlite(_) => self.execute(sqlite).await,
+            Database::Postgres(_) => self.execute(postgres).await,
+        }
+    }
+
+    /// [`Fixture::set_bytes`] with the statement written for the fixture's backend.
+    async fn set_bytes_per_backend(
+        &self,
+        sqlite: &'static str,
+        postgres: &'static str,
+        value: &[u8],
+    ) {
+        match &self.db {
+            Database::Sqlite(_) => self.set_bytes(sqlite, value).await,
+            Database::Postgres(_) => self.set_bytes(postgres, value).await,
+        }
+    }
+
     /// The single integer a test query returns (`SELECT COUNT(*) …`).
     async fn scalar(&self, sql: &'static str) -> i64 {
         match &self.db {
@@ -85,6 +123,17 @@ impl<S> Fixture<S> {
             schema.drop_schema().await;
         }
     }
+}
+
+/// What [`Fixture::count`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// Stored ciphertexts (one per message, however many devices it is queued for).
+    Bodies,
+    /// Queued message entries (one per recipient device).
+    Messages,
+    /// Queued delivery receipts.
+    Receipts,
 }
 
 async fn sqlite_fixture() -> Fixture<SqliteStore> {
@@ -175,6 +224,9 @@ conformance!(
     receipts_share_the_mailbox,
     returned_entries_are_what_the_mailbox_holds,
     expiry_of_messages_and_receipts,
+    expiry_of_many_entries,
+    commit_batch_acknowledges_then_stores_receipts_and_sends,
+    commit_batch_acknowledgements_free_room_for_its_sends,
     concurrent_enqueues_keep_delivery_ids_increasing,
     groups_membership_and_admins,
     group_member_limit_at_n_and_n_plus_1,
@@ -757,8 +809,8 @@ async fn acknowledge_deletes_only_that_devices_entries<S: MessageStore>(f: &Fixt
     assert_eq!(s.queue_depth(&carol).await.expect("depth"), 1);
     s.acknowledge(&bob, &bobs).await.expect("ack");
     s.acknowledge(&carol, &carols).await.expect("ack");
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 0);
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM mailbox_entries").await, 0);
+    assert_eq!(f.count(Held::Bodies).await, 0);
+    assert_eq!(f.count(Held::Messages).await, 0);
 }
 
 async fn acknowledge_batch_answers_per_device<S: MessageStore>(f: &Fixture<S>) {
@@ -812,8 +864,8 @@ async fn acknowledge_batch_answers_per_device<S: MessageStore>(f: &Fixture<S>) {
     assert_eq!(s.queue_depth(&bob).await.expect("depth"), 0);
     assert_eq!(s.queue_depth(&carol).await.expect("depth"), 0);
     // The shared body went with the last entry referencing it, within the batch.
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 0);
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM receipts").await, 0);
+    assert_eq!(f.count(Held::Bodies).await, 0);
+    assert_eq!(f.count(Held::Receipts).await, 0);
     assert!(
         s.acknowledge_batch(&[])
             .await
@@ -925,7 +977,7 @@ async fn a_message_is_stored_for_all_recipients_or_none<S: MessageStore>(f: &Fix
         bodies(&s.pending(&bob2, 0, 10).await.expect("pending")),
         ["body 1"]
     );
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 2);
+    assert_eq!(f.count(Held::Bodies).await, 2);
     assert!(s.enqueue(&[], 1).await.expect("enqueue").is_empty());
 }
 
@@ -960,7 +1012,7 @@ async fn duplicates_are_counted_not_stored<S: MessageStore>(f: &Fixture<S>) {
     );
     assert_eq!(s.queue_depth(&bob1).await.expect("depth"), 2);
     assert_eq!(s.queue_depth(&bob2).await.expect("depth"), 1);
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 3);
+    assert_eq!(f.count(Held::Bodies).await, 3);
 }
 
 async fn group_fan_out_stores_one_body<S: MessageStore>(f: &Fixture<S>) {
@@ -981,8 +1033,8 @@ async fn group_fan_out_stores_one_body<S: MessageStore>(f: &Fixture<S>) {
         outcome,
         vec![stored(&members.iter().collect::<Vec<_>>(), 0)]
     );
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 1);
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM mailbox_entries").await, 3);
+    assert_eq!(f.count(Held::Bodies).await, 1);
+    assert_eq!(f.count(Held::Messages).await, 3);
 
     for (i, member) in members.iter().enumerate() {
         let pending = s.pending(member, 0, 10).await.expect("pending");
@@ -995,7 +1047,7 @@ async fn group_fan_out_stores_one_body<S: MessageStore>(f: &Fixture<S>) {
         s.acknowledge(member, &ids(&pending)).await.expect("ack");
         let remaining = if i + 1 < members.len() { 1 } else { 0 };
         assert_eq!(
-            f.scalar("SELECT COUNT(*) FROM message_bodies").await,
+            f.count(Held::Bodies).await,
             remaining,
             "the body stays while a member has not acknowledged it"
         );
@@ -1171,7 +1223,7 @@ async fn expiry_of_messages_and_receipts<S: MessageStore>(f: &Fixture<S>) {
         2,
         "expired at its time"
     );
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 1);
+    assert_eq!(f.count(Held::Bodies).await, 1);
     assert_eq!(
         bodies(&s.pending(&bob, 0, 10).await.expect("pending")),
         ["body 2"]
@@ -1179,8 +1231,172 @@ async fn expiry_of_messages_and_receipts<S: MessageStore>(f: &Fixture<S>) {
     assert!(s.pending(&carol, 0, 10).await.expect("pending").is_empty());
     assert_eq!(s.expire_messages(1_000).await.expect("expire"), 2);
     assert_eq!(s.queue_depth(&bob).await.expect("depth"), 0);
-    assert_eq!(f.scalar("SELECT COUNT(*) FROM message_bodies").await, 0);
+    assert_eq!(f.count(Held::Bodies).await, 0);
     assert_eq!(s.expire_messages(u64::MAX).await.expect("expire"), 0);
+}
+
+/// Expiry of more entries than one expiry step takes (the SQLite backend deletes in chunks).
+async fn expiry_of_many_entries<S: MessageStore>(f: &Fixture<S>) {
+    const MANY: u32 = 4_500;
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    let mut batch: Vec<NewMessage> = (0..MANY)
+        .map(|n| {
+            let mut m = message(&alice, n, &[&bob]);
+            m.expires_at_ms = 10 + u64::from(n % 3);
+            m
+        })
+        .collect();
+    batch.push(message(&alice, MANY, &[&bob]));
+    s.enqueue(&batch, NO_LIMIT).await.expect("enqueue");
+    assert_eq!(
+        s.expire_messages(12).await.expect("expire"),
+        u64::from(MANY)
+    );
+    assert_eq!(s.queue_depth(&bob).await.expect("depth"), 1);
+    assert_eq!(
+        bodies(&s.pending(&bob, 0, 10).await.expect("pending")),
+        [format!("body {MANY}")]
+    );
+    assert_eq!(f.count(Held::Bodies).await, 1);
+}
+
+/// A writer batch: acknowledgements first, then the receipts they owe, then the sends, with
+/// what was stored returned in that order (receipts before messages, ids consecutive).
+async fn commit_batch_acknowledges_then_stores_receipts_and_sends<S: MessageStore>(f: &Fixture<S>) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    let carol = enroll(s, "carol", 1).await;
+    let ghost = device("ghost", 1);
+    s.enqueue(
+        &[
+            message(&alice, 1, &[&bob]),
+            message(&alice, 2, &[&bob, &carol]),
+            // Bob's note to himself owes no receipt.
+            message(&bob, 3, &[&bob]),
+        ],
+        NO_LIMIT,
+    )
+    .await
+    .expect("enqueue");
+    let bobs = ids(&s.pending(&bob, 0, 10).await.expect("pending"));
+    let carols = ids(&s.pending(&carol, 0, 10).await.expect("pending"));
+
+    let outcome = s
+        .commit_batch(WriteBatch {
+            acks: vec![
+                AckRequest {
+                    device: bob.clone(),
+                    delivery_ids: bobs.clone(),
+                    receipt_expires_at_ms: 90_000,
+                },
+                AckRequest {
+                    device: ghost.clone(),
+                    delivery_ids: vec![1],
+                    receipt_expires_at_ms: 90_000,
+                },
+            ],
+            now_ms: 7_000,
+            sends: vec![message(&carol, 4, &[&alice]), message(&carol, 5, &[&ghost])],
+            max_queue: NO_LIMIT,
+        })
+        .await
+        .expect("commit batch");
+    assert!(outcome.acknowledged);
+    assert_eq!(outcome.receipts_to, std::slice::from_ref(&alice));
+    assert_eq!(
+        outcome.outcomes,
+        [
+            stored(&[&alice], 0),
+            EnqueueOutcome::UnknownRecipient(ghost.clone()),
+        ]
+    );
+    assert_eq!(s.queue_depth(&bob).await.expect("depth"), 0);
+    // Carol's copy of the shared message is hers to acknowledge.
+    assert_eq!(
+        ids(&s.pending(&carol, 0, 10).await.expect("pending")),
+        carols
+    );
+    let alices = s.pending(&alice, 0, 10).await.expect("pending");
+    assert_eq!(alices.len(), 2);
+    assert_eq!(
+        alices[0].item,
+        QueuedItem::Receipt(DeliveryReceipt {
+            recipient: "bob".to_owned(),
+            recipient_device_id: 1,
+            client_message_ids: vec![message_id(1), message_id(2)],
+            server_timestamp_ms: 7_000,
+        })
+    );
+    assert_eq!(bodies(&alices), ["body 4"]);
+    assert_eq!(alices[1].delivery_id, alices[0].delivery_id + 1);
+    if let Some(returned) = &outcome.stored {
+        assert_eq!(returned.len(), 2);
+        assert_eq!(entries_of(returned, &alice), alices);
+    }
+    assert_eq!(f.count(Held::Receipts).await, 1);
+
+    // The receipt expires at the time asked for.
+    assert_eq!(s.expire_messages(89_999).await.expect("expire"), 0);
+    s.acknowledge(&alice, &[alices[1].delivery_id])
+        .await
+        .expect("ack");
+    assert_eq!(s.expire_messages(90_000).await.expect("expire"), 1);
+    assert_eq!(s.queue_depth(&alice).await.expect("depth"), 0);
+
+    // An empty batch does nothing.
+    let empty = s
+        .commit_batch(WriteBatch::default())
+        .await
+        .expect("empty batch");
+    assert!(empty.acknowledged && empty.outcomes.is_empty() && empty.receipts_to.is_empty());
+}
+
+/// Acknowledgements come first in a batch: the room they free is there for its sends.
+async fn commit_batch_acknowledgements_free_room_for_its_sends<S: MessageStore>(f: &Fixture<S>) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    s.enqueue(
+        &[message(&alice, 1, &[&bob]), message(&alice, 2, &[&bob])],
+        NO_LIMIT,
+    )
+    .await
+    .expect("enqueue");
+    let bobs = ids(&s.pending(&bob, 0, 10).await.expect("pending"));
+    let full = s
+        .commit_batch(WriteBatch {
+            acks: Vec::new(),
+            now_ms: 1,
+            sends: vec![message(&alice, 3, &[&bob])],
+            max_queue: 2,
+        })
+        .await
+        .expect("commit batch");
+    assert_eq!(full.outcomes, [EnqueueOutcome::MailboxFull(bob.clone())]);
+    let outcome = s
+        .commit_batch(WriteBatch {
+            acks: vec![AckRequest {
+                device: bob.clone(),
+                delivery_ids: vec![bobs[0]],
+                receipt_expires_at_ms: 1_000,
+            }],
+            now_ms: 1,
+            sends: vec![message(&alice, 3, &[&bob])],
+            // Bob holds 2 and gets 1 acknowledged; Alice gets a receipt (not limited).
+            max_queue: 2,
+        })
+        .await
+        .expect("commit batch");
+    assert_eq!(outcome.outcomes, [stored(&[&bob], 0)]);
+    assert_eq!(
+        bodies(&s.pending(&bob, 0, 10).await.expect("pending")),
+        ["body 2", "body 3"]
+    );
+    assert_eq!(s.queue_depth(&bob).await.expect("depth"), 2);
+    assert_eq!(s.queue_depth(&alice).await.expect("depth"), 1);
 }
 
 async fn concurrent_enqueues_keep_delivery_ids_increasing<S: MessageStore>(f: &Fixture<S>) {
@@ -1506,14 +1722,21 @@ async fn corrupt_rows_are_errors<S: MessageStore>(f: &Fixture<S>) {
         .await
         .expect("receipts");
 
-    f.execute("UPDATE message_bodies SET ciphertext_type = 99")
-        .await;
+    f.execute_per_backend(
+        "UPDATE mailbox SET ciphertext_type = 99 WHERE kind = 0",
+        "UPDATE message_bodies SET ciphertext_type = 99",
+    )
+    .await;
     assert!(matches!(
         s.pending(&bob, 0, 10).await,
         Err(StoreError::Corrupt(_))
     ));
-    f.set_bytes("UPDATE receipts SET client_message_ids = $1", &[0; 17])
-        .await;
+    f.set_bytes_per_backend(
+        "UPDATE mailbox SET client_message_ids = $1 WHERE kind = 1",
+        "UPDATE receipts SET client_message_ids = $1",
+        &[0; 17],
+    )
+    .await;
     assert!(matches!(
         s.pending(&alice, 0, 10).await,
         Err(StoreError::Corrupt(_))
@@ -1619,4 +1842,185 @@ async fn sqlite_store_outlives_its_pool_and_sees_other_writers() {
     assert_eq!(store.queue_depth(&alice).await.expect("depth"), 1);
     assert_eq!(second.queue_depth(&alice).await.expect("depth"), 1);
     drop(cleanup);
+}
+
+/// Migration 0005 (the lean mailbox) carries the queued mail of a database made by the
+/// migrations before it: messages (one-to-one and shared), receipts, the queue depths and the
+/// delivery-id counters; bodies nobody references are dropped.
+#[tokio::test]
+async fn sqlite_migration_to_the_lean_mailbox_keeps_queued_mail() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("server.db");
+    let before = dir.path().join("migrations-before");
+    std::fs::create_dir(&before).expect("directory");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let entry = entry.expect("migration");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".sql") && name.as_str() < "0005" {
+            std::fs::copy(entry.path(), before.join(&name)).expect("copy");
+        }
+    }
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open SQLite");
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .expect("migrations 0001-0004")
+        .run(&pool)
+        .await
+        .expect("migrate to 0004");
+    sqlx::raw_sql(
+        "INSERT INTO devices (id, address, device_id, registration_id, noise_key, identity_key, \
+             certificate, created_at_ms, last_seen_ms, last_delivery_id) VALUES \
+         (1, 'alice', 1, 1, x'01', x'05', x'30', 0, 0, 7), \
+         (2, 'bob', 1, 1, x'02', x'05', x'30', 0, 0, 12), \
+         (3, 'carol', 1, 1, x'03', x'05', x'30', 0, 0, 3); \
+         INSERT INTO message_bodies (id, ciphertext_type, body, server_timestamp_ms, group_id) \
+         VALUES (10, 7, x'AA', 100, x'09090909090909090909090909090909'), \
+                (11, 2, x'BB', 101, NULL), \
+                (12, 2, x'CC', 102, NULL); \
+         INSERT INTO mailbox_entries (device, delivery_id, body, sender_address, \
+             sender_device_id, client_message_id, expires_at_ms) VALUES \
+         (2, 11, 10, 'alice', 1, x'0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A', 5000), \
+         (3, 3, 10, 'alice', 1, x'0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A', 5000), \
+         (2, 12, 11, 'alice', 1, x'0B0B0B0B0B0B0B0B0B0B0B0B0B0B0B0B', 5000); \
+         INSERT INTO receipts (device, delivery_id, recipient, recipient_device_id, \
+             client_message_ids, server_timestamp_ms, expires_at_ms) VALUES \
+         (1, 7, 'bob', 1, x'0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C', 103, 6000);",
+    )
+    .execute(&pool)
+    .await
+    .expect("mail queued in the old schema");
+    pool.close().await;
+
+    let db = Database::open_sqlite_file(&path)
+        .await
+        .expect("migrate to the lean mailbox");
+    let Database::Sqlite(pool) = &db else {
+        unreachable!("a SQLite file opens as SQLite")
+    };
+    let store = SqliteStore::open(pool).expect("message store");
+    let (alice, bob, carol) = (device("alice", 1), device("bob", 1), device("carol", 1));
+    let envelope = |id: u8, kind, body: u8, at, group| {
+        QueuedItem::Envelope(Envelope {
+            sender: "alice".to_owned(),
+            sender_device_id: 1,
+            ciphertext_type: kind,
+            body: vec![body],
+            client_message_id: [id; 16],
+            server_timestamp_ms: at,
+            group_id: group,
+        })
+    };
+    let group = Some(GroupId([9; 16]));
+    let shared = envelope(0x0A, CiphertextType::SenderKey, 0xAA, 100, group);
+    let bobs = store.pending(&bob, 0, 10).await.expect("pending");
+    assert_eq!(
+        bobs,
+        [
+            Queued {
+                delivery_id: 11,
+                item: shared.clone()
+            },
+            Queued {
+                delivery_id: 12,
+                item: envelope(0x0B, CiphertextType::Whisper, 0xBB, 101, None)
+            },
+        ]
+    );
+    assert_eq!(
+        store.pending(&carol, 0, 10).await.expect("pending"),
+        [Queued {
+            delivery_id: 3,
+            item: shared
+        }]
+    );
+    assert_eq!(
+        store.pending(&alice, 0, 10).await.expect("pending"),
+        [Queued {
+            delivery_id: 7,
+            item: QueuedItem::Receipt(DeliveryReceipt {
+                recipient: "bob".to_owned(),
+                recipient_device_id: 1,
+                client_message_ids: vec![[0x0C; 16]],
+                server_timestamp_ms: 103,
+            })
+        }]
+    );
+    for (who, depth) in [(&alice, 1), (&bob, 2), (&carol, 1)] {
+        assert_eq!(store.queue_depth(who).await.expect("depth"), depth);
+    }
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).fetch_one(pool);
+    // The orphan body went; the shared one is stored once.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM shared_bodies")
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM mailbox WHERE body IS NOT NULL")
+            .await
+            .expect("count"),
+        1
+    );
+
+    // Deduplication still holds against the carried-over entries, and the delivery ids
+    // continue from the old counters.
+    let mut retry = message(&alice, 0, &[&bob]);
+    retry.client_message_id = [0x0B; 16];
+    let fresh = message(&alice, 1, &[&bob]);
+    assert_eq!(
+        store
+            .enqueue(&[retry, fresh], NO_LIMIT)
+            .await
+            .expect("enqueue"),
+        [stored(&[], 1), stored(&[&bob], 0)]
+    );
+    assert_eq!(
+        ids(&store.pending(&bob, 12, 10).await.expect("pending")),
+        [13]
+    );
+    // The shared body goes with its last entry.
+    store.acknowledge(&bob, &[11, 12, 13]).await.expect("ack");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM shared_bodies")
+            .await
+            .expect("count"),
+        1
+    );
+    store.acknowledge(&carol, &[3]).await.expect("ack");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM shared_bodies")
+            .await
+            .expect("count"),
+        0
+    );
+    drop(store);
+    pool.close().await;
+}
+
+/// SQLite is compiled with the flags of the workspace's `.cargo/config.toml` (a build without
+/// them still works, with a slower store: this says so).
+#[tokio::test]
+async fn sqlite_is_built_with_the_workspace_flags() {
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:")
+        .await
+        .expect("open SQLite");
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(&pool)
+        .await
+        .expect("compile options");
+    for wanted in [
+        "DEFAULT_MEMSTATUS=0",
+        "DEFAULT_WAL_SYNCHRONOUS=1",
+        "LIKE_DOESNT_MATCH_BLOBS",
+        "USE_ALLOCA",
+    ] {
+        assert!(
+            options.iter().any(|option| option == wanted),
+            "SQLite built without {wanted}: {options:?}"
+        );
+    }
+    pool.close().await;
 }

@@ -3,8 +3,9 @@
 //! subject (fresh per test), two listeners. Clients on different nodes exchange messages live
 //! (the NATS wake-up reaches the other node's connection) and offline, a one-time prekey
 //! is claimed once under concurrent fetches on both nodes, a device that connects to one
-//! node displaces its older connection on the other, and both nodes read one blob usage per
-//! account (the quota) from PostgreSQL.
+//! node displaces its older connection on the other, both nodes read one blob usage per
+//! account (the quota) from PostgreSQL, and blob creations racing on both nodes never take an
+//! account past its quota.
 //!
 //! Needs `DATABASE_URL` and `NATS_URL`; each test is skipped with a note when either is unset:
 //!
@@ -28,7 +29,7 @@ use confianza_pki::seal::SealParams;
 use confianza_pki::signer::CaAlgorithm;
 use confianza_server::authority::Authority;
 use confianza_server::authority::init::{InitOptions, init};
-use confianza_server::service::{NatsLink, ServiceOptions, start};
+use confianza_server::service::{BlobQuota, BlobStore, NatsLink, ServiceOptions, start};
 use confianza_server::store::{AnyMessageStore, BlobRecord, BlobUsage, Database, MessageStore};
 use rand::Rng;
 use sqlx::AssertSqlSafe;
@@ -80,6 +81,11 @@ impl Drop for SchemaGuard {
 impl Cluster {
     /// Two nodes, or `None` with a note when PostgreSQL or NATS is not configured.
     async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// [`Cluster::start`], both nodes keeping blobs in `blobs` (one object store, as S3 is).
+    async fn start_with(blobs: Option<BlobStore>) -> Option<Self> {
         let (Ok(database_url), Ok(nats_url)) =
             (std::env::var("DATABASE_URL"), std::env::var("NATS_URL"))
         else {
@@ -125,6 +131,7 @@ impl Cluster {
             &schema,
             &nats_url,
             &namespace,
+            blobs.clone(),
         )
         .await;
         let (second, second_pool) = node(
@@ -134,6 +141,7 @@ impl Cluster {
             &schema,
             &nats_url,
             &namespace,
+            blobs,
         )
         .await;
         Some(Self {
@@ -164,6 +172,7 @@ async fn node(
     schema: &str,
     nats_url: &str,
     namespace: &str,
+    blobs: Option<BlobStore>,
 ) -> (TestServer, Database) {
     let database = Database::connect_postgres_in_schema(database_url, schema)
         .await
@@ -183,6 +192,7 @@ async fn node(
         .await
         .expect("NATS");
     options.bus = Some(link.bus_builder());
+    options.blobs = blobs;
     let running = start(options).await.expect("service starts");
     let server = TestServer {
         noise_addr: running.noise_addr,
@@ -577,5 +587,89 @@ async fn both_nodes_read_one_blob_usage_per_account_from_postgresql() {
             .expect("usage"),
         BlobUsage::default()
     );
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_creations_racing_on_both_nodes_never_pass_the_quota() {
+    const DEVICES_PER_NODE: usize = 3;
+    const CREATIONS_EACH: usize = 4;
+    const ALLOWED: usize = 5;
+    let folder = tempfile::tempdir().expect("blob folder");
+    let blobs = BlobStore::local(folder.path())
+        .expect("blob store")
+        .with_quota(BlobQuota {
+            bytes: 1 << 20,
+            count: ALLOWED as u64,
+        });
+    let Some(cluster) = Cluster::start_with(Some(blobs)).await else {
+        return;
+    };
+    let mut devices = Vec::new();
+    for _ in 0..DEVICES_PER_NODE {
+        devices.push(cluster.first.enroll("dave@example.org", 1).await);
+        devices.push(cluster.second.enroll("dave@example.org", 1).await);
+    }
+    // Every device sends all its creations before reading any answer, all devices at once.
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|mut device| {
+            tokio::spawn(async move {
+                let mut requests = Vec::new();
+                for _ in 0..CREATIONS_EACH {
+                    requests.push(
+                        device
+                            .send_request(RequestBody::BlobCreate { size: 100 })
+                            .await,
+                    );
+                }
+                let mut outcomes = Vec::new();
+                for request in requests {
+                    outcomes.push(match device.response(request).await.result {
+                        Ok(ResponseBody::BlobCreated { blob_id, .. }) => Ok(blob_id),
+                        Ok(other) => panic!("not BlobCreated: {other:?}"),
+                        Err(error) => Err(error.code),
+                    });
+                }
+                (device, outcomes)
+            })
+        })
+        .collect();
+    let mut created = HashSet::new();
+    let mut refused = 0;
+    let mut devices = Vec::new();
+    for task in tasks {
+        let (device, outcomes) = task.await.expect("creator");
+        devices.push(device);
+        for outcome in outcomes {
+            match outcome {
+                Ok(blob_id) => assert!(created.insert(blob_id), "one id twice"),
+                Err(ErrorCode::QuotaExceeded) => refused += 1,
+                Err(other) => panic!("unexpected refusal {other:?}"),
+            }
+        }
+    }
+    assert_eq!(created.len(), ALLOWED);
+    assert_eq!(refused, 2 * DEVICES_PER_NODE * CREATIONS_EACH - ALLOWED);
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits");
+    assert_eq!(
+        cluster
+            .second
+            .store
+            .blob_usage("dave@example.org", now_ms)
+            .await
+            .expect("usage"),
+        BlobUsage {
+            count: ALLOWED as u64,
+            bytes: 100 * ALLOWED as u64
+        }
+    );
+    drop(devices);
     cluster.finish().await;
 }

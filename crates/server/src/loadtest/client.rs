@@ -8,18 +8,23 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use confianza_api::{
     ApiError, ClientFrame, Delivery, EncodeError, EnrollRequest, KyberPreKey, KyberPublicKey,
     PreKeyUpload, RequestBody, Response, ResponseBody, ServerFrame, SignedPreKey, proof_message,
 };
-use confianza_noise::driver::{ConnectError, NoiseReader, NoiseWriter, StreamSendError, connect};
-use confianza_noise::{ClientConfig, PublicKey, ServerKeyRejected, StaticKeyPair};
+use confianza_noise::driver::{ConnectError, FrameIoError, StreamRecvError, StreamSendError};
+use confianza_noise::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
+use confianza_noise::{
+    ClientConfig, ClientHandshake, DecodeFrameError, PublicKey, ServerKeyRejected, StaticKeyPair,
+    Transport, check_frame_header, frame_header,
+};
 use confianza_protocol::kem::KemKeyPair;
 use confianza_protocol::keys::{IdentityKeyPair, KeyPair};
 use rand::rngs::StdRng;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long a TCP connect plus Noise handshake may take.
@@ -127,12 +132,30 @@ pub struct ServerPin {
     pub certificate: Vec<u8>,
 }
 
-/// One client connection. It reads the socket itself, in the task that uses it: no reader
-/// task and no channel per connection, so a load client costs the machine (whose cores it
-/// shares with the server it measures) as little as it can.
+/// Bytes a connection reads from its socket at once to begin with: what an idle connection
+/// (one of 10 000 held) keeps.
+const INITIAL_READ_BUFFER: usize = 2 * 1_024;
+
+/// The most a connection's read buffer grows to: one frame of the largest size with its
+/// header, so any frame fits; a busy connection reads a whole burst of frames at once.
+const MAX_READ_BUFFER: usize = FRAME_HEADER_LEN + MAX_FRAME_LEN;
+
+/// Capacity the write buffer keeps between flushes (a window refill of default sends is
+/// about 5 KiB).
+const RETAINED_WRITE_BUFFER: usize = 16 * 1_024;
+
+/// One client connection, driven by the task that uses it: no reader task, no channel, and
+/// no lock on a split socket. After the handshake it frames and encrypts with the Noise
+/// crate's sans-IO [`Transport`] itself, into a read buffer that grows while reads fill it
+/// (so a burst of frames costs one read) and one write buffer per burst of requests: the
+/// load generator shares its cores with the server it measures, so every system call and
+/// copy it saves is left to the server.
 pub struct Connection {
-    writer: NoiseWriter<WriteHalf<TcpStream>>,
-    reader: NoiseReader<ReadHalf<TcpStream>>,
+    socket: TcpStream,
+    transport: Transport,
+    incoming: Incoming,
+    /// Encrypted frames queued and not yet written.
+    outgoing: Vec<u8>,
     /// Frames received while [`Connection::request`] waited for its answer.
     backlog: VecDeque<(ServerFrame, Instant)>,
     /// Why the stream ended, once it has: every later read reports it.
@@ -170,7 +193,7 @@ impl Connection {
             }
         };
         let handshake = async {
-            let socket = TcpStream::connect(addr)
+            let mut socket = TcpStream::connect(addr)
                 .await
                 .map_err(|source| ClientError::Connect { addr, source })?;
             // Frames are small and latency is measured: no Nagle delay.
@@ -179,17 +202,26 @@ impl Connection {
                 .map_err(|source| ClientError::Connect { addr, source })?;
             let mut rng: StdRng = rand::make_rng();
             let config = ClientConfig::new(noise.clone());
-            let (stream, _server) =
-                connect(socket, &config, None, &verifier, b"", &mut rng).await?;
-            Ok::<_, ClientError>(stream)
+            let (handshake, hello) =
+                ClientHandshake::start(&config, None, &mut rng).map_err(ConnectError::from)?;
+            write_handshake_frame(&mut socket, &hello).await?;
+            let response = read_handshake_frame(&mut socket).await?;
+            let established = handshake
+                .read_response(&response)
+                .map_err(ConnectError::from)?
+                .authenticate(&verifier, b"")
+                .map_err(ConnectError::from)?;
+            write_handshake_frame(&mut socket, &established.final_message).await?;
+            Ok::<_, ClientError>((socket, established.transport))
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        let (socket, transport) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
             .map_err(|_| ClientError::Timeout("connect and handshake"))??;
-        let (reader, writer) = stream.into_split();
         Ok(Self {
-            writer,
-            reader,
+            socket,
+            transport,
+            incoming: Incoming::new(),
+            outgoing: Vec::new(),
             backlog: VecDeque::new(),
             closed: None,
             next_id: 1,
@@ -206,16 +238,31 @@ impl Connection {
     /// with the next [`Connection::flush`] or [`Connection::send_frame`].
     pub fn queue_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let bytes = frame.encode()?;
-        self.writer.feed(&bytes)?;
+        let ciphertext = self
+            .transport
+            .encrypt(&bytes)
+            .map_err(StreamSendError::from)?;
+        let header = frame_header(ciphertext.len())
+            .map_err(|error| StreamSendError::from(FrameIoError::from(error)))?;
+        self.outgoing.extend_from_slice(&header);
+        self.outgoing.extend_from_slice(&ciphertext);
         Ok(())
     }
 
-    /// Writes every queued frame.
+    /// Writes every queued frame, in one write.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        self.writer
-            .flush()
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        self.socket
+            .write_all(&self.outgoing)
             .await
-            .map_err(|error| ClientError::Send(error.into()))
+            .map_err(|error| StreamSendError::from(FrameIoError::from(error)))?;
+        self.outgoing.clear();
+        if self.outgoing.capacity() > RETAINED_WRITE_BUFFER {
+            self.outgoing.shrink_to(RETAINED_WRITE_BUFFER);
+        }
+        Ok(())
     }
 
     /// Sends a request without waiting; returns its id.
@@ -227,10 +274,17 @@ impl Connection {
 
     /// Queues a request (see [`Connection::queue_frame`]); returns its id.
     pub fn queue_request(&mut self, body: RequestBody) -> Result<u64, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.next_request_id();
         self.queue_frame(&ClientFrame::request(id, body))?;
         Ok(id)
+    }
+
+    /// A fresh request id, for a request frame the caller builds and queues itself. Ids grow
+    /// by one from 1.
+    pub fn next_request_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
     }
 
     /// Acknowledges deliveries (at most `confianza_api::limits::MAX_ACKS_PER_FRAME` ids).
@@ -246,9 +300,8 @@ impl Connection {
     /// The next frame from the server, oldest first, with the instant it was read;
     /// `Err(Closed)` once the connection ended.
     ///
-    /// Cancelling the call (a timeout, a `select!`) loses nothing while frames fit the
-    /// driver's read buffer (2 KiB: every frame of a load run with the default payload);
-    /// after cancelling the read of a larger frame, drop the connection.
+    /// Cancelling the call (a timeout, a `select!`) loses nothing: bytes read are kept in the
+    /// connection's buffer until their frame is whole.
     pub async fn next_frame(&mut self) -> Result<(ServerFrame, Instant), ClientError> {
         if let Some(frame) = self.backlog.pop_front() {
             return Ok(frame);
@@ -262,7 +315,7 @@ impl Connection {
         if let Some(frame) = self.backlog.pop_front() {
             return Some(frame);
         }
-        if self.closed.is_some() || !self.reader.has_buffered_frame() {
+        if self.closed.is_some() || matches!(self.incoming.whole_frame(), Ok(None)) {
             return None;
         }
         // A whole frame is buffered: this completes at its first poll.
@@ -275,13 +328,27 @@ impl Connection {
         if let Some(reason) = &self.closed {
             return Err(ClientError::Closed(reason.clone()));
         }
-        let ending = match self.reader.recv().await {
-            Ok(Some(bytes)) => match ServerFrame::decode(&bytes) {
-                Ok(frame) => return Ok((frame, Instant::now())),
-                Err(error) => Some(format!("undecodable server frame: {error}")),
-            },
-            Ok(None) => None,
-            Err(error) => Some(error.to_string()),
+        let ending = loop {
+            match self.incoming.whole_frame() {
+                Ok(Some(body)) => {
+                    let decrypted = self.transport.decrypt(&self.incoming.bytes[body.clone()]);
+                    self.incoming.consume(body.end);
+                    match decrypted {
+                        Ok(plaintext) => match ServerFrame::decode(&plaintext) {
+                            Ok(frame) => return Ok((frame, Instant::now())),
+                            Err(error) => break Some(format!("undecodable server frame: {error}")),
+                        },
+                        Err(error) => break Some(StreamRecvError::from(error).to_string()),
+                    }
+                }
+                Ok(None) => match self.incoming.read_from(&mut self.socket).await {
+                    Ok(0) if self.incoming.is_empty() => break None,
+                    Ok(0) => break Some(FrameIoError::UnexpectedEof.to_string()),
+                    Ok(_) => {}
+                    Err(error) => break Some(FrameIoError::from(error).to_string()),
+                },
+                Err(error) => break Some(FrameIoError::from(error).to_string()),
+            }
         };
         self.closed = Some(ending.clone());
         Err(ClientError::Closed(ending))
@@ -367,6 +434,157 @@ impl Connection {
 
     /// Closes the sending direction (the server sees a clean end of stream).
     pub async fn close(mut self) {
-        let _ = self.writer.shutdown().await;
+        if self.flush().await.is_ok() {
+            let _ = self.socket.shutdown().await;
+        }
+    }
+}
+
+/// Bytes read from the socket and not yet taken as frames: `bytes[start..end]`.
+struct Incoming {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Incoming {
+    fn new() -> Self {
+        Self {
+            bytes: vec![0u8; INITIAL_READ_BUFFER],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Where the body of the next frame lies in `bytes`, once it has arrived whole; an error
+    /// for a header announcing more than a frame may hold (checked before anything else).
+    fn whole_frame(&self) -> Result<Option<Range<usize>>, DecodeFrameError> {
+        let available = self.end - self.start;
+        let Some(header) = self.bytes.get(self.start..self.start + FRAME_HEADER_LEN) else {
+            return Ok(None);
+        };
+        if available < FRAME_HEADER_LEN {
+            return Ok(None);
+        }
+        let len = check_frame_header([header[0], header[1]], MAX_FRAME_LEN)?;
+        let body = self.start + FRAME_HEADER_LEN;
+        Ok((available - FRAME_HEADER_LEN >= len).then(|| body..body + len))
+    }
+
+    /// The bytes up to `end` are taken.
+    fn consume(&mut self, end: usize) {
+        self.start = end;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// One read from `socket` after what is buffered; `Ok(0)` at the end of the stream.
+    /// Cancelling it loses nothing: the bytes of a read that completed are kept.
+    async fn read_from(&mut self, socket: &mut TcpStream) -> std::io::Result<usize> {
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        // What is buffered is less than a frame, and a frame fits MAX_READ_BUFFER.
+        if self.end == self.bytes.len() {
+            self.grow();
+        }
+        let room = self.bytes.len() - self.end;
+        if room == 0 {
+            return Err(std::io::Error::other(
+                "a frame does not fit the read buffer",
+            ));
+        }
+        let read = socket.read(&mut self.bytes[self.end..]).await?;
+        self.end += read;
+        // A read that filled the buffer may have left more behind: read more at once next time.
+        if read == room {
+            self.grow();
+        }
+        Ok(read)
+    }
+
+    fn grow(&mut self) {
+        let grown = (self.bytes.len() * 2).min(MAX_READ_BUFFER);
+        self.bytes.resize(grown, 0);
+    }
+}
+
+/// Writes one handshake message in its frame.
+async fn write_handshake_frame(socket: &mut TcpStream, message: &[u8]) -> Result<(), ClientError> {
+    let header = frame_header(message.len())
+        .map_err(|error| ClientError::Handshake(ConnectError::from(FrameIoError::from(error))))?;
+    let mut frame = Vec::with_capacity(header.len() + message.len());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(message);
+    socket
+        .write_all(&frame)
+        .await
+        .map_err(|error| ClientError::Handshake(ConnectError::from(FrameIoError::from(error))))
+}
+
+/// Reads exactly one handshake frame (nothing after it: the transport phase reads its own).
+async fn read_handshake_frame(socket: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
+    let failed = |error: FrameIoError| ClientError::Handshake(ConnectError::from(error));
+    let eof = |error: std::io::Error| match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameIoError::UnexpectedEof,
+        _ => FrameIoError::Io(error),
+    };
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    socket
+        .read_exact(&mut header)
+        .await
+        .map_err(|error| failed(eof(error)))?;
+    let len = check_frame_header(header, MAX_FRAME_LEN)
+        .map_err(|error| failed(FrameIoError::from(error)))?;
+    let mut body = vec![0u8; len];
+    socket
+        .read_exact(&mut body)
+        .await
+        .map_err(|error| failed(eof(error)))?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffered(bytes: &[u8]) -> Incoming {
+        let mut incoming = Incoming::new();
+        incoming.bytes[..bytes.len()].copy_from_slice(bytes);
+        incoming.end = bytes.len();
+        incoming
+    }
+
+    #[test]
+    fn a_frame_is_taken_once_it_is_whole() {
+        assert_eq!(buffered(&[0]).whole_frame().ok(), Some(None));
+        assert_eq!(buffered(&[0, 3, 1, 2]).whole_frame().ok(), Some(None));
+        let mut incoming = buffered(&[0, 3, 1, 2, 3, 0, 2, 9]);
+        assert_eq!(incoming.whole_frame().ok(), Some(Some(2..5)));
+        incoming.consume(5);
+        // The next header has arrived, one byte of its body has not.
+        assert_eq!(incoming.whole_frame().ok(), Some(None));
+        assert!(!incoming.is_empty());
+        let mut incoming = buffered(&[0, 0]);
+        assert_eq!(incoming.whole_frame().ok(), Some(Some(2..2)));
+        incoming.consume(2);
+        assert!(incoming.is_empty());
+    }
+
+    #[test]
+    fn the_read_buffer_grows_to_one_largest_frame_and_no_more() {
+        let mut incoming = Incoming::new();
+        for _ in 0..64 {
+            incoming.grow();
+        }
+        assert_eq!(incoming.bytes.len(), MAX_READ_BUFFER);
     }
 }

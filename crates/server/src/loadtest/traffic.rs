@@ -2,19 +2,19 @@
 //! devices, acknowledge what is delivered (batched, as a real client does), and tally
 //! acceptance (`Sent`, i.e. after the server's commit), delivery latency and receipts.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use confianza_api::limits::MAX_ACKS_PER_FRAME;
 use confianza_api::{
-    CiphertextType, ClientMessageId, DeliveryItem, OutgoingEnvelope, RequestBody, Response,
-    ResponseBody, ServerFrame,
+    CiphertextType, ClientFrame, ClientMessageId, DeliveryItem, OutgoingEnvelope, Request,
+    RequestBody, Response, ResponseBody, ServerFrame,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::client::Connection;
+use super::client::{ClientError, Connection};
 use super::stats::{ClientTally, micros_between};
 
 /// Bytes at the start of every body: the send instant (µs since the run's epoch) and the
@@ -79,13 +79,20 @@ pub async fn drive(
     stop: CancellationToken,
 ) -> ClientTally {
     let mut tally = ClientTally::default();
-    let mut in_flight: HashMap<u64, Instant> = HashMap::with_capacity(plan.window);
+    if let Budget::Messages(count) = plan.budget {
+        let expected = usize::try_from(count)
+            .unwrap_or(0)
+            .min(MAX_RESERVED_SAMPLES);
+        tally.accept_latency_us.reserve(expected);
+        tally.delivery_latency_us.reserve(expected);
+    }
+    let mut in_flight = InFlight::with_capacity(plan.window);
+    let mut sends = SendFrame::new(plan.payload);
     let mut sequence: u64 = 0;
     let mut cursor: usize = 0;
     let mut sending = true;
     let mut done_reported = false;
     let mut acks: Vec<u64> = Vec::with_capacity(MAX_ACKS_PER_FRAME);
-    let mut body = vec![0u8; plan.payload.max(BODY_HEADER_LEN)];
     loop {
         if sending {
             while in_flight.len() < plan.window {
@@ -102,31 +109,15 @@ pub async fn drive(
                     break;
                 };
                 let now = Instant::now();
-                let since_epoch = now.saturating_duration_since(plan.epoch).as_micros();
-                body[..8]
-                    .copy_from_slice(&u64::try_from(since_epoch).unwrap_or(u64::MAX).to_be_bytes());
-                body[8..16].copy_from_slice(&sequence.to_be_bytes());
-                let request = RequestBody::Send {
-                    recipient: recipient.address.clone(),
-                    envelopes: vec![OutgoingEnvelope {
-                        device_id: recipient.device_id,
-                        registration_id: recipient.registration_id,
-                        ciphertext_type: CiphertextType::Whisper,
-                        body: body.clone(),
-                        client_message_id: message_id(plan.run_salt, plan.index, sequence),
-                    }],
-                };
-                sequence += 1;
+                let id = connection.next_request_id();
                 // Queued: the whole window refill leaves in one write below.
-                match connection.queue_request(request) {
-                    Ok(id) => {
-                        in_flight.insert(id, now);
-                    }
-                    Err(error) => {
-                        tally.failure = Some(error.to_string());
-                        return finish(tally, !done_reported, &progress);
-                    }
+                let queued = sends.queue(&mut connection, id, recipient, &plan, sequence, now);
+                sequence += 1;
+                if let Err(error) = queued {
+                    tally.failure = Some(error.to_string());
+                    return finish(tally, !done_reported, &progress);
                 }
+                in_flight.insert(id, now);
             }
         }
         if let Err(error) = connection.flush().await {
@@ -170,11 +161,164 @@ pub async fn drive(
         counted.publish(&progress);
         // Queued: it leaves with the next window refill, in the same write.
         if !acks.is_empty()
-            && let Err(error) = connection.queue_ack(std::mem::take(&mut acks))
+            && let Err(error) = queue_acks(&mut connection, &mut acks)
         {
             tally.failure = Some(error.to_string());
             return finish(tally, !done_reported, &progress);
         }
+    }
+}
+
+/// Latency samples reserved up front per client (more grow the vectors as needed).
+const MAX_RESERVED_SAMPLES: usize = 1 << 16;
+
+/// The parts of a client's `Send` requests, refilled in place for every message and lent to
+/// each frame while it is encoded, so that the recipient, envelope and body keep their
+/// allocations from one message to the next.
+struct SendFrame {
+    recipient: String,
+    envelopes: Vec<OutgoingEnvelope>,
+    payload: usize,
+}
+
+impl SendFrame {
+    fn new(payload: usize) -> Self {
+        Self {
+            recipient: String::new(),
+            envelopes: Vec::with_capacity(1),
+            payload: payload.max(BODY_HEADER_LEN),
+        }
+    }
+
+    /// Queues request `id` on `connection`: message `sequence` to `recipient`, stamped `now`.
+    fn queue(
+        &mut self,
+        connection: &mut Connection,
+        id: u64,
+        recipient: &Recipient,
+        plan: &Plan,
+        sequence: u64,
+        now: Instant,
+    ) -> Result<(), ClientError> {
+        self.recipient.clear();
+        self.recipient.push_str(&recipient.address);
+        if self.envelopes.is_empty() {
+            self.envelopes.push(OutgoingEnvelope {
+                device_id: 0,
+                registration_id: 0,
+                ciphertext_type: CiphertextType::Whisper,
+                body: vec![0u8; self.payload],
+                client_message_id: [0; 16],
+            });
+        }
+        let since_epoch = now.saturating_duration_since(plan.epoch).as_micros();
+        let stamp = u64::try_from(since_epoch).unwrap_or(u64::MAX);
+        for envelope in &mut self.envelopes {
+            envelope.device_id = recipient.device_id;
+            envelope.registration_id = recipient.registration_id;
+            envelope.client_message_id = message_id(plan.run_salt, plan.index, sequence);
+            envelope.body[..8].copy_from_slice(&stamp.to_be_bytes());
+            envelope.body[8..16].copy_from_slice(&sequence.to_be_bytes());
+        }
+        let frame = ClientFrame::request(
+            id,
+            RequestBody::Send {
+                recipient: std::mem::take(&mut self.recipient),
+                envelopes: std::mem::take(&mut self.envelopes),
+            },
+        );
+        let queued = connection.queue_frame(&frame);
+        if let ClientFrame::Request(Request {
+            body:
+                RequestBody::Send {
+                    recipient,
+                    envelopes,
+                },
+            ..
+        }) = frame
+        {
+            self.recipient = recipient;
+            self.envelopes = envelopes;
+        }
+        queued
+    }
+}
+
+/// Queues one acknowledgement of `delivery_ids` (emptied, its allocation kept).
+fn queue_acks(connection: &mut Connection, delivery_ids: &mut Vec<u64>) -> Result<(), ClientError> {
+    let frame = ClientFrame::Ack {
+        delivery_ids: std::mem::take(delivery_ids),
+    };
+    let queued = connection.queue_frame(&frame);
+    if let ClientFrame::Ack {
+        delivery_ids: mut returned,
+    } = frame
+    {
+        returned.clear();
+        *delivery_ids = returned;
+    }
+    queued
+}
+
+/// The sends of one client waiting for their answer, by request id. Ids are handed out in
+/// increasing order, so the table is a queue starting at the oldest unanswered id: no hashing,
+/// and answered slots at the front are dropped as the oldest ones are answered.
+#[derive(Debug)]
+struct InFlight {
+    /// The request id of `slots[0]`.
+    first: u64,
+    slots: VecDeque<Option<Instant>>,
+    len: usize,
+}
+
+impl InFlight {
+    fn with_capacity(window: usize) -> Self {
+        Self {
+            first: 0,
+            slots: VecDeque::with_capacity(window),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records request `id`, sent at `at`; ids must grow (an older id is ignored).
+    fn insert(&mut self, id: u64, at: Instant) {
+        if self.slots.is_empty() {
+            self.first = id;
+        }
+        let Some(offset) = id
+            .checked_sub(self.first)
+            .and_then(|offset| usize::try_from(offset).ok())
+        else {
+            return;
+        };
+        if offset < self.slots.len() {
+            return;
+        }
+        // Ids not used for sends (none today) leave empty slots.
+        self.slots.resize(offset, None);
+        self.slots.push_back(Some(at));
+        self.len += 1;
+    }
+
+    /// The send instant of request `id`, which is no longer in flight; `None` for an id that
+    /// is not (a duplicate or unknown answer).
+    fn remove(&mut self, id: u64) -> Option<Instant> {
+        let offset = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        let sent = self.slots.get_mut(offset)?.take()?;
+        self.len -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(sent)
     }
 }
 
@@ -239,14 +383,14 @@ fn handle(
     frame: ServerFrame,
     at: Instant,
     plan: &Plan,
-    in_flight: &mut HashMap<u64, Instant>,
+    in_flight: &mut InFlight,
     tally: &mut ClientTally,
     acks: &mut Vec<u64>,
     counted: &mut Counted,
 ) {
     match frame {
         ServerFrame::Response(Response { id, result }) => {
-            let Some(sent_at) = in_flight.remove(&id) else {
+            let Some(sent_at) = in_flight.remove(id) else {
                 return;
             };
             match result {
@@ -288,5 +432,39 @@ fn handle(
             }
         }
         ServerFrame::Notice(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn answers_find_their_sends_in_any_order_and_once() {
+        let at = Instant::now();
+        let later = at + Duration::from_millis(1);
+        let mut table = InFlight::with_capacity(4);
+        for id in 1..=4 {
+            table.insert(id, if id == 3 { later } else { at });
+        }
+        assert_eq!(table.len(), 4);
+        assert_eq!(table.remove(3), Some(later));
+        // Answered twice, or never sent.
+        assert_eq!(table.remove(3), None);
+        assert_eq!(table.remove(9), None);
+        assert_eq!(table.remove(0), None);
+        assert_eq!(table.remove(1), Some(at));
+        table.insert(5, at);
+        assert_eq!(table.len(), 3);
+        for id in [2, 4, 5] {
+            assert_eq!(table.remove(id), Some(at));
+        }
+        assert!(table.is_empty());
+        // An id older than the oldest in flight is not taken.
+        table.insert(6, at);
+        table.insert(2, at);
+        assert_eq!(table.len(), 1);
     }
 }

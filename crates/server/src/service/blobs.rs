@@ -34,10 +34,10 @@
 //! unexpired blobs (defaults: [`DEFAULT_BLOB_QUOTA_BYTES`], [`DEFAULT_BLOB_QUOTA_COUNT`]). A
 //! blob counts with its declared size from its creation (an unfinished upload reserves its
 //! bytes) until it expires, so an expired blob frees its share at once, before the expiry
-//! task deletes it. Usage is read from the message store
-//! ([`MessageStore::blob_usage`]) under a per-account lock of this node, so concurrent
-//! creations on one node cannot overshoot; creations racing on two nodes can overshoot by at
-//! most one blob each.
+//! task deletes it. The message store checks the usage and records the new blob in one atomic
+//! step ([`MessageStore::create_blob_within_quota`]: SQLite's write transaction, a per-owner
+//! advisory lock on PostgreSQL), so creations racing on one node or on several never take an
+//! account past its quota.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -52,7 +52,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use tokio_util::sync::CancellationToken;
 
 use super::state::unix_ms;
-use crate::store::{BlobUsage, MessageStore};
+use crate::store::MessageStore;
+pub use crate::store::{BlobQuota, QuotaExceeded};
 
 /// Size of every uploaded chunk but a blob's last one: the largest chunk a frame may carry
 /// (`MAX_BLOB_CHUNK_LEN`, 32 KiB). Stored objects are laid out by it, so changing it needs the
@@ -73,9 +74,6 @@ pub const DEFAULT_BLOB_QUOTA_BYTES: u64 = 1 << 30;
 /// objects) one account can create with tiny blobs: with the 30-day lifetime, about 330 new
 /// attachments a day.
 pub const DEFAULT_BLOB_QUOTA_COUNT: u64 = 10_000;
-
-/// Lock stripes that serialize blob creations per account on this node.
-const CREATE_LOCK_STRIPES: usize = 64;
 
 /// How often the expiry task deletes expired blobs.
 pub const BLOB_EXPIRY_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -102,60 +100,12 @@ pub enum BlobConfigError {
     Storage(#[from] object_store::Error),
 }
 
-/// What one account may hold in unexpired blobs. See the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobQuota {
-    /// Sum of the declared sizes.
-    pub bytes: u64,
-    /// Number of blobs.
-    pub count: u64,
-}
-
 impl Default for BlobQuota {
     fn default() -> Self {
         Self {
             bytes: DEFAULT_BLOB_QUOTA_BYTES,
             count: DEFAULT_BLOB_QUOTA_COUNT,
         }
-    }
-}
-
-/// A new blob does not fit the account's quota.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QuotaExceeded {
-    /// The bytes would pass the limit.
-    #[error(
-        "the account's unexpired blobs hold {used} of its {limit} bytes: {requested} more do not \
-         fit until some expire"
-    )]
-    Bytes {
-        used: u64,
-        requested: u64,
-        limit: u64,
-    },
-    /// The account holds as many blobs as allowed.
-    #[error("the account holds {used} unexpired blobs, the most it may: wait until some expire")]
-    Count { used: u64, limit: u64 },
-}
-
-impl BlobQuota {
-    /// Whether a new blob of `size` bytes fits beside `usage`.
-    pub fn admit(&self, usage: BlobUsage, size: u64) -> Result<(), QuotaExceeded> {
-        if usage.count >= self.count {
-            return Err(QuotaExceeded::Count {
-                used: usage.count,
-                limit: self.count,
-            });
-        }
-        if usage.bytes.saturating_add(size) > self.bytes {
-            return Err(QuotaExceeded::Bytes {
-                used: usage.bytes,
-                requested: size,
-                limit: self.bytes,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -181,8 +131,6 @@ pub struct BlobStore {
     max_size: u64,
     ttl: Duration,
     quota: BlobQuota,
-    /// Held while an account's usage is checked and its new blob recorded.
-    create_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -204,9 +152,6 @@ impl BlobStore {
             max_size: DEFAULT_MAX_BLOB_SIZE,
             ttl: BLOB_TTL,
             quota: BlobQuota::default(),
-            create_locks: (0..CREATE_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
         }
     }
 
@@ -291,16 +236,6 @@ impl BlobStore {
     /// What one account may hold in unexpired blobs.
     pub fn quota(&self) -> BlobQuota {
         self.quota
-    }
-
-    /// Serializes blob creations of `account` on this node (with those of the accounts that
-    /// share its stripe) while its usage is checked and the new record written.
-    pub async fn lock_account(&self, account: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(account);
-        // The modulo keeps the index below the stripe count, which fits usize.
-        let stripe = usize::try_from(hash % self.create_locks.len() as u64).unwrap_or(0);
-        self.create_locks[stripe].lock().await
     }
 
     /// How long a blob is kept after its creation.
@@ -488,6 +423,7 @@ mod tests {
     use object_store::memory::InMemory;
 
     use super::*;
+    use crate::store::BlobUsage;
 
     fn store() -> BlobStore {
         BlobStore::new(Arc::new(InMemory::new()))

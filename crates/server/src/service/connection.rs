@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use confianza_api::{ApiError, ClientFrame, DecodeError, ErrorCode, RequestBody, ServerFrame};
+use confianza_api::{
+    ApiError, ClientFrame, DecodeError, EncodeError, ErrorCode, RequestBody, ServerFrame,
+};
 use confianza_noise::ServerConfig;
 use confianza_noise::driver::{NoiseReader, NoiseWriter, StreamSendError, accept};
 use rand::rngs::StdRng;
@@ -142,28 +144,42 @@ where
     S: MessageStore + Clone,
     T: AsyncRead + Unpin,
 {
+    // Taken once the device's pump runs (at once, or after enrollment); it never changes after.
+    let mut displaced: Option<CancellationToken> = None;
     loop {
-        let displaced = session
-            .delivering
-            .as_ref()
-            .map(|delivering| delivering.displaced.clone());
-        let received = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ending::Shutdown,
-            () = async {
-                match &displaced {
-                    Some(token) => token.cancelled().await,
-                    None => std::future::pending().await,
+        if displaced.is_none() {
+            displaced = session
+                .delivering
+                .as_ref()
+                .map(|delivering| delivering.displaced.clone());
+        }
+        let received = if reader.has_buffered_frame() {
+            // The rest of a burst already read from the socket: taken without waiting, and
+            // without setting up the waits below for every frame of it (shutdown and
+            // displacement are looked at again once the burst is done).
+            reader.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ending::Shutdown,
+                () = async {
+                    match &displaced {
+                        Some(token) => token.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let error = ApiError::new(
+                        ErrorCode::Conflict,
+                        "another connection of this device took over",
+                    );
+                    let _ = session
+                        .outbound
+                        .send(ServerFrame::error(CONNECTION_ERROR_ID, error.clone()))
+                        .await;
+                    return Ending::Violation(error);
                 }
-            } => {
-                let error = ApiError::new(
-                    ErrorCode::Conflict,
-                    "another connection of this device took over",
-                );
-                let _ = session.outbound.send(ServerFrame::error(CONNECTION_ERROR_ID, error.clone())).await;
-                return Ending::Violation(error);
+                received = reader.recv() => received,
             }
-            received = reader.recv() => received,
         };
         let bytes = match received {
             Ok(Some(bytes)) => bytes,
@@ -247,14 +263,19 @@ where
 
 /// Writes queued frames to the socket until every sender is gone, then shuts the socket down.
 ///
-/// Every frame already queued when the writer wakes is encrypted into one buffer and the lot
-/// leaves with one write: a burst of deliveries and answers costs one system call, and a
-/// lone frame is written at once (nothing waits for company).
+/// Every frame queued by the time the writer runs is encrypted into one buffer and the lot
+/// leaves with one write: a burst of deliveries and answers costs one system call. The writer
+/// yields once before it looks (the tasks woken with it go first), but a lone frame does not
+/// wait for company beyond that.
 async fn write_frames<T: AsyncWrite + Unpin>(
     mut writer: NoiseWriter<WriteHalf<T>>,
     mut frames: mpsc::Receiver<ServerFrame>,
 ) {
     while let Some(frame) = frames.recv().await {
+        // Let the tasks already woken run first: a writer commit wakes this connection for its
+        // `Sent` answers and its pump for deliveries at once, and both then leave in one write
+        // (one system call, and one wake-up of the client) instead of two.
+        tokio::task::yield_now().await;
         let mut next = Some(frame);
         while let Some(frame) = next.take() {
             if let Err(error) = feed(&mut writer, frame) {
@@ -277,28 +298,47 @@ async fn write_frames<T: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-/// Encodes `frame` and feeds it to the writer (no IO). A frame of ours that breaks a limit is
-/// a server bug: the client is told about the request rather than left waiting.
+/// Encodes `frame` and feeds it to the writer (no IO), straight into the writer's buffers. A
+/// frame of ours that breaks a limit is a server bug: the client is told about the request
+/// rather than left waiting.
 fn feed<T: AsyncWrite + Unpin>(
     writer: &mut NoiseWriter<WriteHalf<T>>,
     frame: ServerFrame,
 ) -> Result<(), StreamSendError> {
-    let bytes = match frame.encode() {
-        Ok(bytes) => bytes,
-        Err(error) => {
+    let answering = match &frame {
+        ServerFrame::Response(response) => Some(response.id),
+        ServerFrame::Delivery(_) | ServerFrame::Notice(_) => None,
+    };
+    match writer.feed_with(|buffer: &mut Vec<u8>| frame.encode_into(buffer).map_err(Feed::Encode)) {
+        Ok(()) => Ok(()),
+        Err(Feed::Send(error)) => Err(error),
+        Err(Feed::Encode(error)) => {
             tracing::error!(%error, "a server frame does not encode");
-            let ServerFrame::Response(response) = frame else {
+            let Some(id) = answering else {
                 return Ok(());
             };
             let fallback = ServerFrame::error(
-                response.id,
+                id,
                 ApiError::new(ErrorCode::Internal, "the answer does not fit a frame"),
             );
-            match fallback.encode() {
-                Ok(bytes) => bytes,
-                Err(_) => return Ok(()),
+            match writer.feed_with(|buffer: &mut Vec<u8>| {
+                fallback.encode_into(buffer).map_err(Feed::Encode)
+            }) {
+                Ok(()) | Err(Feed::Encode(_)) => Ok(()),
+                Err(Feed::Send(error)) => Err(error),
             }
         }
-    };
-    writer.feed(&bytes)
+    }
+}
+
+/// Why feeding a frame failed: ours did not encode, or the channel refused it.
+enum Feed {
+    Encode(EncodeError),
+    Send(StreamSendError),
+}
+
+impl From<StreamSendError> for Feed {
+    fn from(error: StreamSendError) -> Self {
+        Self::Send(error)
+    }
 }

@@ -228,8 +228,11 @@ impl<S: MessageStore + Clone> Session<S> {
                 "no deliveries on this connection",
             ));
         };
-        let fresh: Vec<u64> = {
+        let (fresh, was_full): (Vec<u64>, bool) = {
             let mut window = lock_window(&delivering.in_flight);
+            // The pump waits for room only with a full window (otherwise it reads or takes
+            // what it needs at once), so only then is it worth waking.
+            let was_full = window.unacknowledged.len() >= MAX_DELIVERIES_IN_FLIGHT;
             if let Some(never) = delivery_ids.iter().find(|id| **id > window.highest_pushed) {
                 return Err(Failure::close(
                     ErrorCode::Forbidden,
@@ -238,15 +241,18 @@ impl<S: MessageStore + Clone> Session<S> {
             }
             // Ids pushed here but not in the window were acknowledged already: repeats are
             // harmless and ignored.
-            delivery_ids
+            let fresh = delivery_ids
                 .into_iter()
                 .filter(|id| window.unacknowledged.remove(id))
-                .collect()
+                .collect();
+            (fresh, was_full)
         };
         if fresh.is_empty() {
             return Ok(());
         }
-        delivering.room.notify_one();
+        if was_full {
+            delivering.room.notify_one();
+        }
         // Deleted and receipts queued by the writer, in its batch: nothing else takes the
         // database's write lock on the delivery path.
         self.shared

@@ -1,14 +1,13 @@
 //! The single writer: every connection's sends **and acknowledgements** go through one task
-//! that commits them in batches (group commit). It takes everything queued, deletes the
-//! acknowledged entries of every device with **one** [`MessageStore::acknowledge_batch`] call,
-//! stores the delivery receipts they owe with one [`MessageStore::enqueue_receipts_returning`]
-//! call and the sends with one [`MessageStore::enqueue_returning`] call (one transaction, one fsync each), then
-//! answers each send through its completion and wakes the recipients. Under load a commit
-//! carries many sends, so durability costs one fsync per batch instead of one per message;
-//! when idle a send is committed alone at once.
+//! that commits them in batches (group commit). It takes everything queued and hands it to the
+//! store as one [`MessageStore::commit_batch`]: the acknowledged entries of every device are
+//! deleted, the delivery receipts they owe stored, then the sends stored (one transaction and
+//! one fsync for all of it on SQLite), then it answers each send through its completion and
+//! wakes the recipients. Under load a commit carries many sends, so durability costs one fsync
+//! per batch instead of one per message; when idle a send is committed alone at once.
 //!
 //! What a commit stored comes back from the store with its delivery ids
-//! ([`MessageStore::enqueue_returning`]); the writer hands those entries straight to the pumps
+//! ([`BatchOutcome::stored`](crate::store::BatchOutcome::stored)); the writer hands those entries straight to the pumps
 //! of recipients connected to this node ([`Handoff`]), which then push them without reading
 //! their mailbox; only recipients connected elsewhere (or when the store cannot tell the ids)
 //! are woken through the bus.
@@ -19,12 +18,9 @@
 //! Because nothing else on the delivery path writes, the writer never waits for the database's
 //! write lock (SQLite has one, and its busy handler sleeps in millisecond steps).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-use confianza_api::limits::MAX_RECEIPT_IDS;
-use confianza_api::{ClientMessageId, DeliveryReceipt};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -36,7 +32,7 @@ use super::mailbox::Handoff;
 use super::metrics::Metrics;
 use super::state::unix_ms;
 use crate::store::{
-    DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt, StoredEntry,
+    AckRequest, DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, StoredEntry, WriteBatch,
 };
 
 /// The writer could not store a send.
@@ -244,23 +240,76 @@ async fn run<S: MessageStore>(
 async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) {
     let metrics = &context.metrics;
     metrics.writer_queue_depth.dec_by(batch.len() as i64);
-    let mut sends = Vec::with_capacity(batch.len());
+    let now = SystemTime::now();
     let mut acks = Vec::new();
+    let mut acking: HashMap<DeviceAddress, usize> = HashMap::new();
+    let mut acked_ids = 0u64;
+    let mut messages = Vec::new();
+    let mut answers: Vec<Answer> = Vec::new();
     let mut barriers = Vec::new();
     for job in batch {
         match job {
-            Job::Send(send) => sends.push(send),
-            Job::Ack(ack) => acks.push(ack),
+            Job::Send(send) => {
+                answers.push((send.messages.len(), send.completion, send.queued_at));
+                messages.extend(send.messages);
+            }
+            Job::Ack(ack) => {
+                acked_ids += ack.delivery_ids.len() as u64;
+                // One request per device: the receipts it owes a sender then fold into one.
+                match acking.get(&ack.device) {
+                    Some(&index) => {
+                        let request: &mut AckRequest = &mut acks[index];
+                        request.delivery_ids.extend(ack.delivery_ids);
+                    }
+                    None => {
+                        acking.insert(ack.device.clone(), acks.len());
+                        acks.push(AckRequest {
+                            device: ack.device,
+                            delivery_ids: ack.delivery_ids,
+                            receipt_expires_at_ms: unix_ms(now + ack.receipt_ttl),
+                        });
+                    }
+                }
+            }
             Job::Barrier(done) => barriers.push(done),
         }
     }
-    let mut woken = BTreeSet::new();
-    // Acknowledgements first: they free queue room the sends of the same batch may need.
-    if !acks.is_empty() {
-        acknowledge(store, context, acks, &mut woken).await;
+    let count = messages.len();
+    if count > 0 {
+        metrics.writer_batch_size.observe(count as f64);
     }
-    if !sends.is_empty() {
-        store_sends(store, context, sends, &mut woken).await;
+    let mut woken = BTreeSet::new();
+    if !acks.is_empty() || count > 0 {
+        let batch = WriteBatch {
+            acks,
+            now_ms: unix_ms(now),
+            sends: messages,
+            max_queue: context.max_queue,
+        };
+        match store.commit_batch(batch).await {
+            Ok(outcome) if outcome.outcomes.len() == count => {
+                if outcome.acknowledged {
+                    metrics.messages_acknowledged_total.inc_by(acked_ids);
+                }
+                woken.extend(outcome.receipts_to);
+                answer_all(metrics, answers, outcome.outcomes, &mut woken);
+                hand_off(&context.handoff, outcome.stored, &mut woken);
+            }
+            Ok(outcome) => {
+                tracing::error!(
+                    expected = count,
+                    got = outcome.outcomes.len(),
+                    "the store answered a batch with the wrong number of outcomes"
+                );
+                fail_all(answers, WriteError::Failed);
+            }
+            Err(error) => {
+                // Nothing of the sends is stored; acknowledged entries that stay queued are
+                // delivered again on the device's next connection (clients drop repeats).
+                tracing::error!(%error, messages = count, "committing a writer batch failed");
+                fail_all(answers, WriteError::Failed);
+            }
+        }
     }
     if !woken.is_empty() {
         context
@@ -273,123 +322,14 @@ async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) 
     }
 }
 
-/// Deletes the acknowledged entries of every device with one call, then stores every receipt
-/// they owe with one call.
-async fn acknowledge<S: MessageStore>(
-    store: &S,
-    context: &Context,
-    acks: Vec<AckJob>,
+/// Answers each send of a committed batch through its completion, in order.
+fn answer_all(
+    metrics: &Metrics,
+    answers: Vec<Answer>,
+    outcomes: Vec<EnqueueOutcome>,
     woken: &mut BTreeSet<DeviceAddress>,
 ) {
-    let metrics = &context.metrics;
-    let now = SystemTime::now();
-    let timestamp = unix_ms(now);
-    let mut ttls = Vec::with_capacity(acks.len());
-    let mut batch = Vec::with_capacity(acks.len());
-    let mut count = 0u64;
-    for ack in acks {
-        count += ack.delivery_ids.len() as u64;
-        ttls.push(ack.receipt_ttl);
-        batch.push((ack.device, ack.delivery_ids));
-    }
-    let acknowledged = match store.acknowledge_batch(&batch).await {
-        Ok(acknowledged) if acknowledged.len() == batch.len() => acknowledged,
-        Ok(acknowledged) => {
-            tracing::error!(
-                expected = batch.len(),
-                got = acknowledged.len(),
-                "the store answered an acknowledgement batch with the wrong number of results"
-            );
-            return;
-        }
-        Err(error) => {
-            // The entries stay queued and are delivered again on the device's next connection.
-            tracing::error!(%error, devices = batch.len(), "deleting acknowledged entries failed");
-            return;
-        }
-    };
-    metrics.messages_acknowledged_total.inc_by(count);
-    let mut receipts = Vec::new();
-    let mut receipt_senders = BTreeSet::new();
-    for (((device, _), entries), ttl) in batch.iter().zip(acknowledged).zip(ttls) {
-        let mut by_sender: BTreeMap<DeviceAddress, Vec<ClientMessageId>> = BTreeMap::new();
-        for entry in entries {
-            if entry.sender != *device {
-                by_sender
-                    .entry(entry.sender)
-                    .or_default()
-                    .push(entry.client_message_id);
-            }
-        }
-        let expires = unix_ms(now + ttl);
-        for (sender, ids) in by_sender {
-            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
-                receipts.push(NewReceipt {
-                    to: sender.clone(),
-                    receipt: DeliveryReceipt {
-                        recipient: device.address.clone(),
-                        recipient_device_id: device.device_id,
-                        client_message_ids: chunk.to_vec(),
-                        server_timestamp_ms: timestamp,
-                    },
-                    expires_at_ms: expires,
-                });
-            }
-            receipt_senders.insert(sender);
-        }
-    }
-    if !receipts.is_empty() {
-        // The messages are delivered and deleted; a lost receipt costs the sender a
-        // "delivered" mark, not a message, so a failure here is logged and the batch goes on.
-        match store.enqueue_receipts_returning(receipts).await {
-            Ok(stored) => {
-                woken.extend(receipt_senders);
-                hand_off(&context.handoff, stored, woken);
-            }
-            Err(error) => tracing::error!(%error, "storing delivery receipts failed"),
-        }
-    }
-}
-
-/// Stores the sends of a batch with one [`MessageStore::enqueue`] call and answers them.
-async fn store_sends<S: MessageStore>(
-    store: &S,
-    context: &Context,
-    sends: Vec<SendJob>,
-    woken: &mut BTreeSet<DeviceAddress>,
-) {
-    let metrics = &context.metrics;
-    let mut messages = Vec::with_capacity(sends.iter().map(|job| job.messages.len()).sum());
-    let mut answers = Vec::with_capacity(sends.len());
-    for job in sends {
-        let count = job.messages.len();
-        messages.extend(job.messages);
-        answers.push((count, job.completion, job.queued_at));
-    }
-    let count = messages.len();
-    metrics.writer_batch_size.observe(count as f64);
-    let result = if messages.is_empty() {
-        Ok((Vec::new(), None))
-    } else {
-        store.enqueue_returning(messages, context.max_queue).await
-    };
-    let (mut outcomes, stored) = match result {
-        Ok((outcomes, entries)) if outcomes.len() == count => (outcomes.into_iter(), entries),
-        Ok((outcomes, _)) => {
-            tracing::error!(
-                expected = count,
-                got = outcomes.len(),
-                "the store answered a batch with the wrong number of outcomes"
-            );
-            fail_all(answers, WriteError::Failed);
-            return;
-        }
-        Err(error) => {
-            tracing::error!(%error, messages = count, "committing a batch of sends failed");
-            fail_all(answers, WriteError::Failed);
-            return;
-        }
-    };
+    let mut outcomes = outcomes.into_iter();
     for (count, completion, queued_at) in answers {
         let mine: Vec<EnqueueOutcome> = outcomes.by_ref().take(count).collect();
         for outcome in &mine {
@@ -404,7 +344,6 @@ async fn store_sends<S: MessageStore>(
         // The sender may have gone (connection closed): the messages are stored all the same.
         completion(Ok(mine));
     }
-    hand_off(&context.handoff, stored, woken);
 }
 
 /// Hands entries just committed to the pumps of their recipients connected to this node;

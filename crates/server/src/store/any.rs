@@ -3,9 +3,9 @@
 use confianza_api::{BlobId, GroupId, GroupSummary, NoisePublicKey, PreKeyCount, PreKeyUpload};
 
 use super::{
-    Acknowledged, BlobRecord, ClaimedPreKeys, Database, Device, DeviceAddress, EnqueueOutcome,
-    GroupRecord, MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, SqliteStore,
-    StoreError, StoredEntry,
+    Acknowledged, BatchOutcome, BlobRecord, ClaimedPreKeys, Database, Device, DeviceAddress,
+    EnqueueOutcome, GroupRecord, MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued,
+    SqliteStore, StoreError, StoredEntry, WriteBatch,
 };
 
 /// A [`MessageStore`] over either backend, chosen by the [`Database`] it is built from.
@@ -129,6 +129,10 @@ impl MessageStore for AnyMessageStore {
         delegate!(self.acknowledge(device, delivery_ids))
     }
 
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<BatchOutcome, StoreError> {
+        delegate!(self.commit_batch(batch))
+    }
+
     async fn acknowledge_batch(
         &self,
         acks: &[(DeviceAddress, Vec<u64>)],
@@ -186,6 +190,15 @@ impl MessageStore for AnyMessageStore {
 
     async fn create_blob(&self, blob: &BlobRecord) -> Result<(), StoreError> {
         delegate!(self.create_blob(blob))
+    }
+
+    async fn create_blob_within_quota(
+        &self,
+        blob: &BlobRecord,
+        quota: super::BlobQuota,
+        now_ms: u64,
+    ) -> Result<Result<(), super::QuotaExceeded>, StoreError> {
+        delegate!(self.create_blob_within_quota(blob, quota, now_ms))
     }
 
     async fn blob(&self, id: BlobId) -> Result<Option<BlobRecord>, StoreError> {

@@ -131,6 +131,82 @@ pub struct Acknowledged {
     pub client_message_id: ClientMessageId,
 }
 
+/// What one device acknowledged, in a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckRequest {
+    pub device: DeviceAddress,
+    pub delivery_ids: Vec<u64>,
+    /// When the delivery receipts owed for these entries expire unread.
+    pub receipt_expires_at_ms: u64,
+}
+
+/// Everything the server's single writer commits at once ([`MessageStore::commit_batch`]):
+/// acknowledgements first (they free queue room the sends may need), the delivery receipts
+/// they owe, then the sends.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub acks: Vec<AckRequest>,
+    /// The receipts' server timestamp.
+    pub now_ms: u64,
+    pub sends: Vec<NewMessage>,
+    /// The per-device queue limit for the sends ([`MessageStore::enqueue`]).
+    pub max_queue: u64,
+}
+
+/// What [`MessageStore::commit_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The acknowledgements were applied. `false` when deleting them failed (the store logged
+    /// why): the entries stay queued and come again on the device's next connection.
+    pub acknowledged: bool,
+    /// The devices sent a delivery receipt (empty if storing the receipts failed: a lost
+    /// receipt costs a sender a "delivered" mark, never a message, so it is logged and the
+    /// batch goes on).
+    pub receipts_to: Vec<DeviceAddress>,
+    /// One outcome per send, in order.
+    pub outcomes: Vec<EnqueueOutcome>,
+    /// The receipts and messages stored, as [`MessageStore::enqueue_returning`] returns them
+    /// (receipts first; delivery ids consecutive per device); `None`: the backend cannot tell.
+    pub stored: Option<Vec<StoredEntry>>,
+}
+
+/// The delivery receipts `device` owes for the envelopes it acknowledged: one per sender
+/// device (none for its own sends), at most [`confianza_api::limits::MAX_RECEIPT_IDS`] ids each,
+/// senders in address order.
+pub fn receipts_owed(
+    device: &DeviceAddress,
+    acknowledged: Vec<Acknowledged>,
+    expires_at_ms: u64,
+    now_ms: u64,
+) -> Vec<NewReceipt> {
+    let mut by_sender: std::collections::BTreeMap<DeviceAddress, Vec<ClientMessageId>> =
+        std::collections::BTreeMap::new();
+    for entry in acknowledged {
+        if entry.sender != *device {
+            by_sender
+                .entry(entry.sender)
+                .or_default()
+                .push(entry.client_message_id);
+        }
+    }
+    let mut receipts = Vec::with_capacity(by_sender.len());
+    for (sender, ids) in by_sender {
+        for chunk in ids.chunks(confianza_api::limits::MAX_RECEIPT_IDS) {
+            receipts.push(NewReceipt {
+                to: sender.clone(),
+                receipt: DeliveryReceipt {
+                    recipient: device.address.clone(),
+                    recipient_device_id: device.device_id,
+                    client_message_ids: chunk.to_vec(),
+                    server_timestamp_ms: now_ms,
+                },
+                expires_at_ms,
+            });
+        }
+    }
+    receipts
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
     pub id: GroupId,
@@ -164,6 +240,56 @@ pub struct BlobUsage {
     /// The sum of their declared sizes: an upload in progress counts in full, since its
     /// bytes may still come.
     pub bytes: u64,
+}
+
+/// What one account may hold in unexpired blobs: at most `count` blobs whose declared sizes
+/// add up to at most `bytes` ([`MessageStore::create_blob_within_quota`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobQuota {
+    /// Sum of the declared sizes.
+    pub bytes: u64,
+    /// Number of blobs.
+    pub count: u64,
+}
+
+/// A new blob does not fit its owner's [`BlobQuota`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuotaExceeded {
+    /// The bytes would pass the limit.
+    #[error(
+        "the account's unexpired blobs hold {used} of its {limit} bytes: {requested} more do not \
+         fit until some expire"
+    )]
+    Bytes {
+        used: u64,
+        requested: u64,
+        limit: u64,
+    },
+    /// The account holds as many blobs as allowed.
+    #[error("the account holds {used} unexpired blobs, the most it may: wait until some expire")]
+    Count { used: u64, limit: u64 },
+}
+
+impl BlobQuota {
+    /// Whether a new blob of `size` bytes fits beside `usage`. Backends decide
+    /// [`MessageStore::create_blob_within_quota`] with it, so every backend applies one rule.
+    pub fn admit(&self, usage: BlobUsage, size: u64) -> Result<(), QuotaExceeded> {
+        if usage.count >= self.count {
+            return Err(QuotaExceeded::Count {
+                used: usage.count,
+                limit: self.count,
+            });
+        }
+        if usage.bytes.saturating_add(size) > self.bytes {
+            return Err(QuotaExceeded::Bytes {
+                used: usage.bytes,
+                requested: size,
+                limit: self.bytes,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Storage for the messaging service. See the module docs.
@@ -293,6 +419,97 @@ pub trait MessageStore: Send + Sync + 'static {
             Ok(all)
         }
     }
+    /// Commits a writer batch: deletes the acknowledged entries, stores the delivery receipts
+    /// they owe ([`receipts_owed`]) and the sends, returning what was stored as
+    /// [`MessageStore::enqueue_returning`] does. A failure of the acknowledgements or of the
+    /// receipts is logged and leaves the rest of the batch going (see [`BatchOutcome`]); a
+    /// failure of the sends is the error, and then no send is stored.
+    ///
+    /// The default runs [`MessageStore::acknowledge_batch`],
+    /// [`MessageStore::enqueue_receipts_returning`] and [`MessageStore::enqueue_returning`] one
+    /// after the other (three transactions). A backend overrides it to commit once: every
+    /// commit writes the pages it dirtied to the log again.
+    fn commit_batch(
+        &self,
+        batch: WriteBatch,
+    ) -> impl Future<Output = Result<BatchOutcome, StoreError>> + Send {
+        async move {
+            let WriteBatch {
+                acks,
+                now_ms,
+                sends,
+                max_queue,
+            } = batch;
+            let mut outcome = BatchOutcome {
+                acknowledged: acks.is_empty(),
+                stored: Some(Vec::new()),
+                ..BatchOutcome::default()
+            };
+            if !acks.is_empty() {
+                let list: Vec<(DeviceAddress, Vec<u64>)> = acks
+                    .iter()
+                    .map(|ack| (ack.device.clone(), ack.delivery_ids.clone()))
+                    .collect();
+                match self.acknowledge_batch(&list).await {
+                    Ok(all) if all.len() == acks.len() => {
+                        outcome.acknowledged = true;
+                        let receipts: Vec<NewReceipt> = acks
+                            .iter()
+                            .zip(all)
+                            .flat_map(|(ack, acknowledged)| {
+                                receipts_owed(
+                                    &ack.device,
+                                    acknowledged,
+                                    ack.receipt_expires_at_ms,
+                                    now_ms,
+                                )
+                            })
+                            .collect();
+                        let to: Vec<DeviceAddress> = receipts
+                            .iter()
+                            .map(|r| r.to.clone())
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect();
+                        if !receipts.is_empty() {
+                            match self.enqueue_receipts_returning(receipts).await {
+                                Ok(stored) => {
+                                    outcome.receipts_to = to;
+                                    outcome.stored = stored;
+                                }
+                                Err(error) => {
+                                    tracing::error!(%error, "storing delivery receipts failed");
+                                }
+                            }
+                        }
+                    }
+                    Ok(all) => tracing::error!(
+                        expected = acks.len(),
+                        got = all.len(),
+                        "the store answered an acknowledgement batch with the wrong number of \
+                         results"
+                    ),
+                    Err(error) => tracing::error!(
+                        %error,
+                        devices = acks.len(),
+                        "deleting acknowledged entries failed"
+                    ),
+                }
+            }
+            if !sends.is_empty() {
+                let (outcomes, stored) = self.enqueue_returning(sends, max_queue).await?;
+                outcome.outcomes = outcomes;
+                outcome.stored = match (outcome.stored, stored) {
+                    (Some(mut receipts), Some(messages)) => {
+                        receipts.extend(messages);
+                        Some(receipts)
+                    }
+                    _ => None,
+                };
+            }
+            Ok(outcome)
+        }
+    }
     fn queue_depth(
         &self,
         device: &DeviceAddress,
@@ -374,6 +591,17 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<BlobId>, StoreError>> + Send;
+    /// Records a new upload if its owner's blobs expiring after `now_ms`, with this one, stay
+    /// within `quota` ([`BlobQuota::admit`]); otherwise records nothing and answers the
+    /// refusal. The usage check and the insert are one atomic step, also against creations on
+    /// other nodes sharing the database, so concurrent creations never take an account past
+    /// its quota. `Conflict` if the id is taken.
+    fn create_blob_within_quota(
+        &self,
+        blob: &BlobRecord,
+        quota: BlobQuota,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Result<(), QuotaExceeded>, StoreError>> + Send;
     /// What the blobs of `owner` expiring after `now_ms` hold, for the per-account blob quota.
     /// Backends answer with one query. The default cannot count and says so: a backend that
     /// does not implement it refuses blob creation instead of ignoring the quota.

@@ -8,7 +8,13 @@
 //!   commit one after the other, and delivery ids become visible in increasing order;
 //! - deleting a body locks it first, so two acknowledgements of one group message cannot both
 //!   leave it behind;
-//! - group changes lock the group row; enrollments of one account take an advisory lock.
+//! - group changes lock the group row; enrollments of one account take an advisory lock;
+//! - blob creations of one owner take an advisory lock of their own around the quota check
+//!   and the insert, so creations racing on several nodes cannot both fit the last of a quota.
+//!
+//! Bulk statements bind one array per column (`UNNEST`), so a statement's text, and its
+//! prepared form, is the same whatever the batch size; an enqueue writes its bodies, entries
+//! and counters in one statement.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -17,15 +23,17 @@ use confianza_api::{
     BlobId, GroupId, GroupMember, GroupSummary, KyberPreKey, NoisePublicKey, OneTimePreKey,
     PreKeyCount, PreKeyUpload, SignedPreKey,
 };
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
+use sqlx::{Acquire, PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 
 use super::rows::{
     DedupeKey, Mailbox, col_array, col_ciphertext_type, col_group_id, col_kyber, col_u32, col_u64,
-    db_int, encode_message_ids, plan_enqueue, receipt_from_columns, rows_per_statement,
+    db_int, encode_message_ids, plan_enqueue, planned_entries, receipt_from_columns,
+    rows_per_statement,
 };
 use super::{
-    Acknowledged, BlobRecord, ClaimedPreKeys, Device, DeviceAddress, EnqueueOutcome, GroupRecord,
-    MessageStore, NewDevice, NewMessage, NewReceipt, Queued, QueuedItem, StoreError,
+    Acknowledged, BatchOutcome, BlobQuota, BlobRecord, BlobUsage, ClaimedPreKeys, Device,
+    DeviceAddress, EnqueueOutcome, GroupRecord, MessageStore, NewDevice, NewMessage, NewReceipt,
+    Queued, QueuedItem, QuotaExceeded, StoreError, StoredEntry, WriteBatch, receipts_owed,
 };
 
 /// The PostgreSQL message store. Cheap to clone: it shares the pool.
@@ -168,6 +176,340 @@ async fn lock_mailboxes(
         );
     }
     Ok(mailboxes)
+}
+
+/// The dedupe keys among `keys` that are already queued.
+async fn queued_keys(
+    conn: &mut PgConnection,
+    keys: &HashSet<DedupeKey>,
+) -> Result<HashSet<DedupeKey>, StoreError> {
+    let mut devices = Vec::with_capacity(keys.len());
+    let mut senders = Vec::with_capacity(keys.len());
+    let mut sender_devices = Vec::with_capacity(keys.len());
+    let mut ids = Vec::with_capacity(keys.len());
+    for key in keys {
+        devices.push(key.device);
+        senders.push(key.sender_address.as_str());
+        sender_devices.push(i64::from(key.sender_device_id));
+        ids.push(&key.client_message_id[..]);
+    }
+    // Arrays, not a VALUES list: one statement text whatever the batch size, so its prepared
+    // form is reused.
+    let rows: Vec<(i64, String, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT e.device, e.sender_address, e.sender_device_id, e.client_message_id \
+         FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BYTEA[]) \
+             AS k (device, sender_address, sender_device_id, client_message_id) \
+         JOIN mailbox_entries e ON e.device = k.device \
+             AND e.sender_address = k.sender_address \
+             AND e.sender_device_id = k.sender_device_id \
+             AND e.client_message_id = k.client_message_id",
+    )
+    .bind(&devices)
+    .bind(&senders)
+    .bind(&sender_devices)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(
+            |(device, sender_address, sender_device_id, client_message_id)| {
+                Ok(DedupeKey {
+                    device,
+                    sender_address,
+                    sender_device_id: col_u32(sender_device_id, "sender_device_id")?,
+                    client_message_id: col_array(&client_message_id, "client_message_id")?,
+                })
+            },
+        )
+        .collect()
+}
+
+/// Stores a batch of messages inside the caller's transaction (see [`MessageStore::enqueue`]);
+/// with `stored`, also describes every entry stored (before the caller commits).
+async fn enqueue_in(
+    conn: &mut PgConnection,
+    messages: &[NewMessage],
+    max_queue: u64,
+    stored: Option<&mut Vec<StoredEntry>>,
+) -> Result<Vec<EnqueueOutcome>, StoreError> {
+    let recipients: BTreeSet<&DeviceAddress> =
+        messages.iter().flat_map(|m| &m.recipients).collect();
+    let mut mailboxes = lock_mailboxes(conn, &recipients).await?;
+    enqueue_locked(conn, messages, max_queue, &mut mailboxes, stored).await
+}
+
+/// [`enqueue_in`] once the recipients' mailboxes are locked and read (`mailboxes`, which
+/// follows the counters it moves).
+async fn enqueue_locked(
+    conn: &mut PgConnection,
+    messages: &[NewMessage],
+    max_queue: u64,
+    mailboxes: &mut HashMap<DeviceAddress, Mailbox>,
+    stored: Option<&mut Vec<StoredEntry>>,
+) -> Result<Vec<EnqueueOutcome>, StoreError> {
+    // 2. The dedupe keys of this batch already queued.
+    let known: &HashMap<DeviceAddress, Mailbox> = mailboxes;
+    let keys: HashSet<DedupeKey> = messages
+        .iter()
+        .flat_map(|message| {
+            message
+                .recipients
+                .iter()
+                .filter_map(|r| known.get(r))
+                .map(move |mailbox| DedupeKey::new(mailbox.device, message))
+        })
+        .collect();
+    let mut queued = if keys.is_empty() {
+        HashSet::new()
+    } else {
+        queued_keys(conn, &keys).await?
+    };
+
+    // 3. The outcomes, decided in memory.
+    let plan = plan_enqueue(messages, mailboxes, &mut queued, max_queue);
+    if plan.bodies.is_empty() {
+        // Nothing to write (all duplicates, full or unknown).
+        return Ok(plan.outcomes);
+    }
+    if let Some(stored) = stored {
+        stored.extend(planned_entries(&plan, mailboxes)?);
+    }
+
+    // 4. The writes in one statement: bodies (numbered by their place in the batch), entries
+    // pointing at them, counters. Its CTEs run as one statement, so the entries' foreign keys
+    // are checked once the bodies are in.
+    let mut ciphertext_types = Vec::with_capacity(plan.bodies.len());
+    let mut body_bytes = Vec::with_capacity(plan.bodies.len());
+    let mut timestamps = Vec::with_capacity(plan.bodies.len());
+    let mut groups = Vec::with_capacity(plan.bodies.len());
+    let mut senders = Vec::with_capacity(plan.bodies.len());
+    let mut sender_devices = Vec::with_capacity(plan.bodies.len());
+    let mut message_ids = Vec::with_capacity(plan.bodies.len());
+    let mut expiries = Vec::with_capacity(plan.bodies.len());
+    for message in &plan.bodies {
+        ciphertext_types.push(i64::from(message.ciphertext_type.to_wire()));
+        body_bytes.push(message.body.as_slice());
+        timestamps.push(db_int(message.server_timestamp_ms));
+        groups.push(message.group_id.as_ref().map(|g| &g.0[..]));
+        senders.push(message.sender.address.as_str());
+        sender_devices.push(i64::from(message.sender.device_id));
+        message_ids.push(&message.client_message_id[..]);
+        expiries.push(db_int(message.expires_at_ms));
+    }
+    let mut entry_devices = Vec::with_capacity(plan.entries.len());
+    let mut delivery_ids = Vec::with_capacity(plan.entries.len());
+    let mut entry_bodies = Vec::with_capacity(plan.entries.len());
+    for entry in &plan.entries {
+        entry_devices.push(entry.device);
+        delivery_ids.push(entry.delivery_id);
+        // `WITH ORDINALITY` numbers the bodies from 1.
+        entry_bodies.push(db_int(entry.body as u64).saturating_add(1));
+    }
+    let (counter_devices, counter_lasts): (Vec<i64>, Vec<i64>) =
+        plan.counters.iter().copied().unzip();
+    sqlx::query(
+        "WITH b AS MATERIALIZED ( \
+             SELECT nextval(pg_get_serial_sequence('message_bodies', 'id')) AS id, t.* \
+             FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BIGINT[], $4::BYTEA[], $5::TEXT[], \
+                         $6::BIGINT[], $7::BYTEA[], $8::BIGINT[]) WITH ORDINALITY \
+                 AS t (ciphertext_type, body, server_timestamp_ms, group_id, sender_address, \
+                       sender_device_id, client_message_id, expires_at_ms, n) \
+         ), bodies AS ( \
+             INSERT INTO message_bodies (id, ciphertext_type, body, server_timestamp_ms, group_id) \
+             SELECT id, ciphertext_type, body, server_timestamp_ms, group_id FROM b \
+         ), entries AS ( \
+             INSERT INTO mailbox_entries (device, delivery_id, body, sender_address, \
+                 sender_device_id, client_message_id, expires_at_ms) \
+             SELECT e.device, e.delivery_id, b.id, b.sender_address, b.sender_device_id, \
+                    b.client_message_id, b.expires_at_ms \
+             FROM UNNEST($9::BIGINT[], $10::BIGINT[], $11::BIGINT[]) AS e (device, delivery_id, n) \
+             JOIN b ON b.n = e.n \
+         ) \
+         UPDATE devices SET last_delivery_id = k.last \
+         FROM UNNEST($12::BIGINT[], $13::BIGINT[]) AS k (id, last) WHERE devices.id = k.id",
+    )
+    .bind(&ciphertext_types)
+    .bind(&body_bytes)
+    .bind(&timestamps)
+    .bind(&groups)
+    .bind(&senders)
+    .bind(&sender_devices)
+    .bind(&message_ids)
+    .bind(&expiries)
+    .bind(&entry_devices)
+    .bind(&delivery_ids)
+    .bind(&entry_bodies)
+    .bind(&counter_devices)
+    .bind(&counter_lasts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(plan.outcomes)
+}
+
+/// Queues receipts inside the caller's transaction (see [`MessageStore::enqueue_receipts`]);
+/// with `stored`, also describes every receipt stored.
+async fn enqueue_receipts_in(
+    conn: &mut PgConnection,
+    receipts: &[NewReceipt],
+    stored: Option<&mut Vec<StoredEntry>>,
+) -> Result<(), StoreError> {
+    let targets: BTreeSet<&DeviceAddress> = receipts.iter().map(|r| &r.to).collect();
+    let mut mailboxes = lock_mailboxes(conn, &targets).await?;
+    enqueue_receipts_locked(conn, receipts, &mut mailboxes, stored).await
+}
+
+/// [`enqueue_receipts_in`] once the targets' mailboxes are locked and read (`mailboxes`,
+/// which follows the counters it moves).
+async fn enqueue_receipts_locked(
+    conn: &mut PgConnection,
+    receipts: &[NewReceipt],
+    mailboxes: &mut HashMap<DeviceAddress, Mailbox>,
+    mut stored: Option<&mut Vec<StoredEntry>>,
+) -> Result<(), StoreError> {
+    let mut devices = Vec::with_capacity(receipts.len());
+    let mut delivery_ids = Vec::with_capacity(receipts.len());
+    let mut recipients = Vec::with_capacity(receipts.len());
+    let mut recipient_devices = Vec::with_capacity(receipts.len());
+    let mut message_ids = Vec::with_capacity(receipts.len());
+    let mut timestamps = Vec::with_capacity(receipts.len());
+    let mut expiries = Vec::with_capacity(receipts.len());
+    for receipt in receipts {
+        // Receipts for devices that no longer exist are dropped: nobody can fetch them.
+        let Some(mailbox) = mailboxes.get_mut(&receipt.to) else {
+            continue;
+        };
+        mailbox.last_delivery_id += 1;
+        // Counted against the queue limit of sends later in the same transaction.
+        mailbox.depth += 1;
+        devices.push(mailbox.device);
+        delivery_ids.push(mailbox.last_delivery_id);
+        recipients.push(receipt.receipt.recipient.as_str());
+        recipient_devices.push(i64::from(receipt.receipt.recipient_device_id));
+        message_ids.push(encode_message_ids(&receipt.receipt.client_message_ids));
+        timestamps.push(db_int(receipt.receipt.server_timestamp_ms));
+        expiries.push(db_int(receipt.expires_at_ms));
+        if let Some(stored) = stored.as_deref_mut() {
+            stored.push(StoredEntry {
+                recipient: receipt.to.clone(),
+                entry: Queued {
+                    delivery_id: col_u64(mailbox.last_delivery_id, "delivery_id")?,
+                    item: QueuedItem::Receipt(receipt.receipt.clone()),
+                },
+            });
+        }
+    }
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let (counter_devices, counter_lasts): (Vec<i64>, Vec<i64>) = receipts
+        .iter()
+        .filter_map(|receipt| mailboxes.get(&receipt.to))
+        .map(|mailbox| (mailbox.device, mailbox.last_delivery_id))
+        .collect::<HashMap<i64, i64>>()
+        .into_iter()
+        .unzip();
+    sqlx::query(
+        "WITH inserted AS ( \
+             INSERT INTO receipts (device, delivery_id, recipient, recipient_device_id, \
+                 client_message_ids, server_timestamp_ms, expires_at_ms) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], \
+                                  $5::BYTEA[], $6::BIGINT[], $7::BIGINT[]) \
+         ) \
+         UPDATE devices SET last_delivery_id = k.last \
+         FROM UNNEST($8::BIGINT[], $9::BIGINT[]) AS k (id, last) WHERE devices.id = k.id",
+    )
+    .bind(&devices)
+    .bind(&delivery_ids)
+    .bind(&recipients)
+    .bind(&recipient_devices)
+    .bind(&message_ids)
+    .bind(&timestamps)
+    .bind(&expiries)
+    .bind(&counter_devices)
+    .bind(&counter_lasts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes acknowledged entries of several devices inside the caller's transaction, with one
+/// statement for all of them, and returns each item's envelopes in delivery order (see
+/// [`MessageStore::acknowledge`]). An id repeated for one device counts for its first item.
+async fn acknowledge_in(
+    conn: &mut PgConnection,
+    acks: &[(DeviceAddress, Vec<u64>)],
+) -> Result<Vec<Vec<Acknowledged>>, StoreError> {
+    let mut items = Vec::new();
+    let mut addresses = Vec::new();
+    let mut device_ids = Vec::new();
+    let mut delivery_ids = Vec::new();
+    let mut seen = HashSet::new();
+    for (item, (device, ids)) in acks.iter().enumerate() {
+        for id in ids {
+            // An id past i64 was never given out.
+            let Ok(id) = i64::try_from(*id) else {
+                continue;
+            };
+            if seen.insert((device, id)) {
+                items.push(db_int(item as u64));
+                addresses.push(device.address.as_str());
+                device_ids.push(i64::from(device.device_id));
+                delivery_ids.push(id);
+            }
+        }
+    }
+    let mut all = vec![Vec::new(); acks.len()];
+    if items.is_empty() {
+        return Ok(all);
+    }
+    // Messages and receipts share the sequence: an id may be either (or nothing, if it was
+    // acknowledged before).
+    let rows: Vec<(i64, i64, i64, String, i64, Vec<u8>)> = sqlx::query_as(
+        "WITH k AS ( \
+             SELECT d.id AS device, k.item, k.delivery_id \
+             FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) \
+                 AS k (item, address, device_id, delivery_id) \
+             JOIN devices d ON d.address = k.address AND d.device_id = k.device_id \
+         ), receipts_gone AS ( \
+             DELETE FROM receipts r USING k \
+             WHERE r.device = k.device AND r.delivery_id = k.delivery_id \
+         ) \
+         DELETE FROM mailbox_entries e USING k \
+         WHERE e.device = k.device AND e.delivery_id = k.delivery_id \
+         RETURNING k.item, e.delivery_id, e.body, e.sender_address, e.sender_device_id, \
+                   e.client_message_id",
+    )
+    .bind(&items)
+    .bind(&addresses)
+    .bind(&device_ids)
+    .bind(&delivery_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut bodies = BTreeSet::new();
+    let mut found: Vec<Vec<(i64, Acknowledged)>> = vec![Vec::new(); acks.len()];
+    for (item, delivery_id, body, address, device_id, client_message_id) in rows {
+        let slot = usize::try_from(item)
+            .ok()
+            .and_then(|item| found.get_mut(item))
+            .ok_or_else(|| StoreError::Corrupt("acknowledgement of no item".to_owned()))?;
+        bodies.insert(body);
+        slot.push((
+            delivery_id,
+            Acknowledged {
+                sender: DeviceAddress {
+                    address,
+                    device_id: col_u32(device_id, "sender_device_id")?,
+                },
+                client_message_id: col_array(&client_message_id, "client_message_id")?,
+            },
+        ));
+    }
+    delete_orphan_bodies(conn, &bodies).await?;
+    for (slot, mut acknowledged) in all.iter_mut().zip(found) {
+        acknowledged.sort_by_key(|(delivery_id, _)| *delivery_id);
+        *slot = acknowledged.into_iter().map(|(_, ack)| ack).collect();
+    }
+    Ok(all)
 }
 
 /// Reads a group's record inside a transaction; `None` if it does not exist.
@@ -324,6 +666,51 @@ async fn group_and_role(
             .fetch_optional(&mut *conn)
             .await?;
     Ok((name, revision, admin))
+}
+
+/// Seed of the advisory-lock key of an owner's blob creations (`hashtextextended(owner, seed)`),
+/// apart from the enrollment lock's seed 0: an enrollment and a blob creation of one account
+/// need not wait for each other. (A collision of two keys only serializes two operations.)
+const BLOB_QUOTA_LOCK_SEED: i64 = 0x626c_6f62; // "blob"
+
+async fn insert_blob(conn: &mut PgConnection, blob: &BlobRecord) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO blobs (id, owner, size, received, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&blob.id.0[..])
+    .bind(&blob.owner)
+    .bind(db_int(blob.size))
+    .bind(db_int(blob.received))
+    .bind(db_int(blob.expires_at_ms))
+    .execute(conn)
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Conflict("blob id already taken".to_owned()))
+        }
+        other => other.map(|_| ()).map_err(StoreError::from),
+    }
+}
+
+/// What the blobs of `owner` expiring after `now_ms` hold.
+async fn usage_of(
+    conn: &mut PgConnection,
+    owner: &str,
+    now_ms: u64,
+) -> Result<BlobUsage, StoreError> {
+    let (count, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs \
+         WHERE owner = $1 AND expires_at_ms > $2",
+    )
+    .bind(owner)
+    .bind(db_int(now_ms))
+    .fetch_one(conn)
+    .await?;
+    Ok(BlobUsage {
+        count: col_u64(count, "blob count")?,
+        bytes: col_u64(bytes, "blob bytes")?,
+    })
 }
 
 impl MessageStore for PgStore {
@@ -657,122 +1044,24 @@ impl MessageStore for PgStore {
             return Ok(Vec::new());
         }
         let mut tx = self.write().await?;
-
-        // 1. The recipients' mailboxes, locked.
-        let recipients: BTreeSet<&DeviceAddress> =
-            messages.iter().flat_map(|m| &m.recipients).collect();
-        let mut mailboxes = lock_mailboxes(&mut tx, &recipients).await?;
-
-        // 2. The dedupe keys of this batch already queued.
-        let keys: HashSet<DedupeKey> = messages
-            .iter()
-            .flat_map(|message| {
-                message
-                    .recipients
-                    .iter()
-                    .filter_map(|r| mailboxes.get(r))
-                    .map(move |mailbox| DedupeKey::new(mailbox.device, message))
-            })
-            .collect();
-        let keys: Vec<DedupeKey> = keys.into_iter().collect();
-        let mut queued = HashSet::new();
-        for chunk in keys.chunks(rows_per_statement(4)) {
-            let mut query = QueryBuilder::<Postgres>::new(
-                "SELECT e.device, e.sender_address, e.sender_device_id, e.client_message_id FROM (",
-            );
-            query.push_values(chunk, |mut values, key| {
-                values
-                    .push_bind(key.device)
-                    .push_bind(key.sender_address.as_str())
-                    .push_bind(i64::from(key.sender_device_id))
-                    .push_bind(&key.client_message_id[..]);
-            });
-            query.push(
-                ") AS k (device, sender_address, sender_device_id, client_message_id) \
-                 JOIN mailbox_entries e ON e.device = k.device \
-                 AND e.sender_address = k.sender_address \
-                 AND e.sender_device_id = k.sender_device_id \
-                 AND e.client_message_id = k.client_message_id",
-            );
-            let rows: Vec<(i64, String, i64, Vec<u8>)> =
-                query.build_query_as().fetch_all(&mut *tx).await?;
-            for (device, sender_address, sender_device_id, client_message_id) in rows {
-                queued.insert(DedupeKey {
-                    device,
-                    sender_address,
-                    sender_device_id: col_u32(sender_device_id, "sender_device_id")?,
-                    client_message_id: col_array(&client_message_id, "client_message_id")?,
-                });
-            }
-        }
-
-        // 3. The outcomes, decided in memory.
-        let plan = plan_enqueue(messages, &mut mailboxes, &mut queued, max_queue);
-        if plan.bodies.is_empty() {
-            // Nothing to write (all duplicates, full or unknown).
-            return Ok(plan.outcomes);
-        }
-
-        // 4. The writes: bodies, entries, counters.
-        let body_ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT nextval(pg_get_serial_sequence('message_bodies', 'id')) \
-             FROM generate_series(1, $1::BIGINT)",
-        )
-        .bind(db_int(plan.bodies.len() as u64))
-        .fetch_all(&mut *tx)
-        .await?;
-        if body_ids.len() != plan.bodies.len() {
-            return Err(StoreError::Corrupt("message body id sequence".to_owned()));
-        }
-        let bodies: Vec<(i64, &NewMessage)> = body_ids
-            .iter()
-            .copied()
-            .zip(plan.bodies.iter().copied())
-            .collect();
-        for chunk in bodies.chunks(rows_per_statement(5)) {
-            let mut query = QueryBuilder::<Postgres>::new(
-                "INSERT INTO message_bodies \
-                     (id, ciphertext_type, body, server_timestamp_ms, group_id) ",
-            );
-            query.push_values(chunk, |mut values, (id, message)| {
-                values
-                    .push_bind(*id)
-                    .push_bind(i64::from(message.ciphertext_type.to_wire()))
-                    .push_bind(message.body.as_slice())
-                    .push_bind(db_int(message.server_timestamp_ms))
-                    .push_bind(message.group_id.map(|g| g.0.to_vec()));
-            });
-            query.build().execute(&mut *tx).await?;
-        }
-        for chunk in plan.entries.chunks(rows_per_statement(7)) {
-            let mut query = QueryBuilder::<Postgres>::new(
-                "INSERT INTO mailbox_entries (device, delivery_id, body, sender_address, \
-                     sender_device_id, client_message_id, expires_at_ms) ",
-            );
-            query.push_values(chunk, |mut values, entry| {
-                let (body, message) = bodies[entry.body];
-                values
-                    .push_bind(entry.device)
-                    .push_bind(entry.delivery_id)
-                    .push_bind(body)
-                    .push_bind(message.sender.address.as_str())
-                    .push_bind(i64::from(message.sender.device_id))
-                    .push_bind(&message.client_message_id[..])
-                    .push_bind(db_int(message.expires_at_ms));
-            });
-            query.build().execute(&mut *tx).await?;
-        }
-        let (devices, lasts): (Vec<i64>, Vec<i64>) = plan.counters.iter().copied().unzip();
-        sqlx::query(
-            "UPDATE devices SET last_delivery_id = k.last \
-             FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS k (id, last) WHERE devices.id = k.id",
-        )
-        .bind(&devices)
-        .bind(&lasts)
-        .execute(&mut *tx)
-        .await?;
+        let outcomes = enqueue_in(&mut tx, messages, max_queue, None).await?;
         tx.commit().await?;
-        Ok(plan.outcomes)
+        Ok(outcomes)
+    }
+
+    async fn enqueue_returning(
+        &self,
+        messages: Vec<NewMessage>,
+        max_queue: u64,
+    ) -> Result<(Vec<EnqueueOutcome>, Option<Vec<StoredEntry>>), StoreError> {
+        if messages.is_empty() {
+            return Ok((Vec::new(), Some(Vec::new())));
+        }
+        let mut stored = Vec::new();
+        let mut tx = self.write().await?;
+        let outcomes = enqueue_in(&mut tx, &messages, max_queue, Some(&mut stored)).await?;
+        tx.commit().await?;
+        Ok((outcomes, Some(stored)))
     }
 
     async fn enqueue_receipts(&self, receipts: &[NewReceipt]) -> Result<(), StoreError> {
@@ -780,43 +1069,119 @@ impl MessageStore for PgStore {
             return Ok(());
         }
         let mut tx = self.write().await?;
-        let targets: BTreeSet<&DeviceAddress> = receipts.iter().map(|r| &r.to).collect();
-        let mut mailboxes = lock_mailboxes(&mut tx, &targets).await?;
-        for receipt in receipts {
-            // Receipts for devices that no longer exist are dropped: nobody can fetch them.
-            let Some(mailbox) = mailboxes.get_mut(&receipt.to) else {
-                continue;
-            };
-            mailbox.last_delivery_id += 1;
-            sqlx::query(
-                "INSERT INTO receipts (device, delivery_id, recipient, recipient_device_id, \
-                     client_message_ids, server_timestamp_ms, expires_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(mailbox.device)
-            .bind(mailbox.last_delivery_id)
-            .bind(&receipt.receipt.recipient)
-            .bind(i64::from(receipt.receipt.recipient_device_id))
-            .bind(encode_message_ids(&receipt.receipt.client_message_ids))
-            .bind(db_int(receipt.receipt.server_timestamp_ms))
-            .bind(db_int(receipt.expires_at_ms))
-            .execute(&mut *tx)
-            .await?;
-        }
-        let (devices, lasts): (Vec<i64>, Vec<i64>) = mailboxes
-            .values()
-            .map(|mailbox| (mailbox.device, mailbox.last_delivery_id))
-            .unzip();
-        sqlx::query(
-            "UPDATE devices SET last_delivery_id = k.last \
-             FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS k (id, last) WHERE devices.id = k.id",
-        )
-        .bind(&devices)
-        .bind(&lasts)
-        .execute(&mut *tx)
-        .await?;
+        enqueue_receipts_in(&mut tx, receipts, None).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn enqueue_receipts_returning(
+        &self,
+        receipts: Vec<NewReceipt>,
+    ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
+        if receipts.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut stored = Vec::with_capacity(receipts.len());
+        let mut tx = self.write().await?;
+        enqueue_receipts_in(&mut tx, &receipts, Some(&mut stored)).await?;
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<BatchOutcome, StoreError> {
+        let WriteBatch {
+            acks,
+            now_ms,
+            sends,
+            max_queue,
+        } = batch;
+        let mut tx = self.write().await?;
+        let mut outcome = BatchOutcome {
+            acknowledged: acks.is_empty(),
+            ..BatchOutcome::default()
+        };
+        let mut stored = Vec::new();
+        let mut receipts = Vec::new();
+        if !acks.is_empty() {
+            let list: Vec<(DeviceAddress, Vec<u64>)> = acks
+                .iter()
+                .map(|ack| (ack.device.clone(), ack.delivery_ids.clone()))
+                .collect();
+            // A savepoint, so that a failure here rolls back only the acknowledgements and
+            // the sends still go, as `BatchOutcome` promises.
+            let mut savepoint = tx.begin().await?;
+            match acknowledge_in(&mut savepoint, &list).await {
+                Ok(all) => {
+                    savepoint.commit().await?;
+                    outcome.acknowledged = true;
+                    for (ack, acknowledged) in acks.iter().zip(all) {
+                        receipts.extend(receipts_owed(
+                            &ack.device,
+                            acknowledged,
+                            ack.receipt_expires_at_ms,
+                            now_ms,
+                        ));
+                    }
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    tracing::error!(%error, devices = acks.len(), "deleting acknowledged entries failed");
+                }
+            }
+        }
+        // The receipts' targets and the sends' recipients are locked together, in one
+        // statement and one order, so two nodes' batches cannot deadlock on each other.
+        let devices: BTreeSet<&DeviceAddress> = receipts
+            .iter()
+            .map(|receipt| &receipt.to)
+            .chain(sends.iter().flat_map(|message| &message.recipients))
+            .collect();
+        let mut mailboxes = if devices.is_empty() {
+            HashMap::new()
+        } else {
+            lock_mailboxes(&mut tx, &devices).await?
+        };
+        if !receipts.is_empty() {
+            let before = mailboxes.clone();
+            let mut savepoint = tx.begin().await?;
+            match enqueue_receipts_locked(
+                &mut savepoint,
+                &receipts,
+                &mut mailboxes,
+                Some(&mut stored),
+            )
+            .await
+            {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    outcome.receipts_to = receipts
+                        .iter()
+                        .map(|receipt| receipt.to.clone())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    mailboxes = before;
+                    stored.clear();
+                    tracing::error!(%error, "storing delivery receipts failed");
+                }
+            }
+        }
+        if !sends.is_empty() {
+            outcome.outcomes = enqueue_locked(
+                &mut tx,
+                &sends,
+                max_queue,
+                &mut mailboxes,
+                Some(&mut stored),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        outcome.stored = Some(stored);
+        Ok(outcome)
     }
 
     async fn pending(
@@ -904,59 +1269,27 @@ impl MessageStore for PgStore {
         device: &DeviceAddress,
         delivery_ids: &[u64],
     ) -> Result<Vec<Acknowledged>, StoreError> {
-        let ids: BTreeSet<i64> = delivery_ids
-            .iter()
-            .filter_map(|id| i64::try_from(*id).ok())
-            .collect();
-        if ids.is_empty() {
+        if delivery_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = ids.into_iter().collect();
         let mut tx = self.write().await?;
-        let Some(row) = device_row(&mut tx, device).await? else {
-            return Ok(Vec::new());
-        };
-        let mut acknowledged = Vec::new();
-        let mut bodies = BTreeSet::new();
-        for chunk in ids.chunks(rows_per_statement(1) - 1) {
-            let mut query =
-                QueryBuilder::<Postgres>::new("DELETE FROM mailbox_entries WHERE device = ");
-            query.push_bind(row).push(" AND delivery_id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(
-                ") RETURNING delivery_id, body, sender_address, sender_device_id, client_message_id",
-            );
-            let rows: Vec<(i64, i64, String, i64, Vec<u8>)> =
-                query.build_query_as().fetch_all(&mut *tx).await?;
-            for (delivery_id, body, address, device_id, client_message_id) in rows {
-                bodies.insert(body);
-                acknowledged.push((
-                    delivery_id,
-                    Acknowledged {
-                        sender: DeviceAddress {
-                            address,
-                            device_id: col_u32(device_id, "sender_device_id")?,
-                        },
-                        client_message_id: col_array(&client_message_id, "client_message_id")?,
-                    },
-                ));
-            }
-            let mut query = QueryBuilder::<Postgres>::new("DELETE FROM receipts WHERE device = ");
-            query.push_bind(row).push(" AND delivery_id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(")");
-            query.build().execute(&mut *tx).await?;
-        }
-        delete_orphan_bodies(&mut tx, &bodies).await?;
+        let mut all = acknowledge_in(&mut tx, &[(device.clone(), delivery_ids.to_vec())]).await?;
         tx.commit().await?;
-        acknowledged.sort_by_key(|(delivery_id, _)| *delivery_id);
-        Ok(acknowledged.into_iter().map(|(_, ack)| ack).collect())
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    async fn acknowledge_batch(
+        &self,
+        acks: &[(DeviceAddress, Vec<u64>)],
+    ) -> Result<Vec<Vec<Acknowledged>>, StoreError> {
+        if acks.iter().all(|(_, ids)| ids.is_empty()) {
+            return Ok(vec![Vec::new(); acks.len()]);
+        }
+        // One transaction and one delete for every device of the batch.
+        let mut tx = self.write().await?;
+        let all = acknowledge_in(&mut tx, acks).await?;
+        tx.commit().await?;
+        Ok(all)
     }
 
     async fn queue_depth(&self, device: &DeviceAddress) -> Result<u64, StoreError> {
@@ -1156,23 +1489,31 @@ impl MessageStore for PgStore {
     }
 
     async fn create_blob(&self, blob: &BlobRecord) -> Result<(), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO blobs (id, owner, size, received, expires_at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&blob.id.0[..])
-        .bind(&blob.owner)
-        .bind(db_int(blob.size))
-        .bind(db_int(blob.received))
-        .bind(db_int(blob.expires_at_ms))
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict("blob id already taken".to_owned()))
-            }
-            other => other.map(|_| ()).map_err(StoreError::from),
+        let mut conn = self.pool.acquire().await?;
+        insert_blob(&mut conn, blob).await
+    }
+
+    async fn create_blob_within_quota(
+        &self,
+        blob: &BlobRecord,
+        quota: BlobQuota,
+        now_ms: u64,
+    ) -> Result<Result<(), QuotaExceeded>, StoreError> {
+        let mut tx = self.write().await?;
+        // Creations for one owner serialize on every node: the lock is held until the commit,
+        // so the next creation's usage query sees this blob.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
+            .bind(&blob.owner)
+            .bind(BLOB_QUOTA_LOCK_SEED)
+            .execute(&mut *tx)
+            .await?;
+        let usage = usage_of(&mut tx, &blob.owner, now_ms).await?;
+        if let Err(exceeded) = quota.admit(usage, blob.size) {
+            return Ok(Err(exceeded));
         }
+        insert_blob(&mut tx, blob).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     async fn blob(&self, id: BlobId) -> Result<Option<BlobRecord>, StoreError> {
@@ -1231,18 +1572,8 @@ impl MessageStore for PgStore {
             .collect()
     }
 
-    async fn blob_usage(&self, owner: &str, now_ms: u64) -> Result<super::BlobUsage, StoreError> {
-        let (count, bytes): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs \
-             WHERE owner = $1 AND expires_at_ms > $2",
-        )
-        .bind(owner)
-        .bind(db_int(now_ms))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(super::BlobUsage {
-            count: col_u64(count, "blob count")?,
-            bytes: col_u64(bytes, "blob bytes")?,
-        })
+    async fn blob_usage(&self, owner: &str, now_ms: u64) -> Result<BlobUsage, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        usage_of(&mut conn, owner, now_ms).await
     }
 }

@@ -5,9 +5,13 @@
 use std::collections::{HashMap, HashSet};
 
 use confianza_api::limits::len;
-use confianza_api::{CiphertextType, ClientMessageId, DeliveryReceipt, GroupId, KyberPublicKey};
+use confianza_api::{
+    CiphertextType, ClientMessageId, DeliveryReceipt, Envelope, GroupId, KyberPublicKey,
+};
 
-use super::{DeviceAddress, EnqueueOutcome, NewMessage, StoreError};
+use super::{
+    DeviceAddress, EnqueueOutcome, NewMessage, Queued, QueuedItem, StoreError, StoredEntry,
+};
 
 /// Most bind parameters one statement carries. SQLite's limit is 32 766, PostgreSQL's 65 535;
 /// bulk statements are split to stay below both.
@@ -223,6 +227,43 @@ pub(crate) fn plan_enqueue<'a>(
         .map(|mailbox| (mailbox.device, mailbox.last_delivery_id))
         .collect();
     plan
+}
+
+/// The entries a plan stores, described for the hand-off to connected recipients
+/// (`MessageStore::enqueue_returning`), in plan order, which is delivery-id order per device.
+/// Built before the commit: if an entry cannot be described, the caller stores nothing.
+pub(crate) fn planned_entries(
+    plan: &EnqueuePlan<'_>,
+    mailboxes: &HashMap<DeviceAddress, Mailbox>,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let addresses: HashMap<i64, &DeviceAddress> = mailboxes
+        .iter()
+        .map(|(address, mailbox)| (mailbox.device, address))
+        .collect();
+    plan.entries
+        .iter()
+        .map(|entry| {
+            let message = plan.bodies[entry.body];
+            let recipient = addresses.get(&entry.device).ok_or_else(|| {
+                StoreError::Corrupt("an entry planned for a mailbox that was not read".to_owned())
+            })?;
+            Ok(StoredEntry {
+                recipient: (*recipient).clone(),
+                entry: Queued {
+                    delivery_id: col_u64(entry.delivery_id, "delivery_id")?,
+                    item: QueuedItem::Envelope(Envelope {
+                        sender: message.sender.address.clone(),
+                        sender_device_id: message.sender.device_id,
+                        ciphertext_type: message.ciphertext_type,
+                        body: message.body.clone(),
+                        client_message_id: message.client_message_id,
+                        server_timestamp_ms: message.server_timestamp_ms,
+                        group_id: message.group_id,
+                    }),
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

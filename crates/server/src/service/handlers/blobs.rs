@@ -96,14 +96,6 @@ impl<S: MessageStore + Clone> Session<S> {
         let now_ms = unix_ms(self.now());
         let expires_at_ms =
             now_ms.saturating_add(u64::try_from(blobs.ttl().as_millis()).unwrap_or(u64::MAX));
-        // Held until the record is written, so that two creations of this account on this
-        // node cannot both fit the same remaining quota.
-        let _creating = blobs.lock_account(&me.address).await;
-        let usage = self.shared.store.blob_usage(&me.address, now_ms).await?;
-        blobs
-            .quota()
-            .admit(usage, size)
-            .map_err(|exceeded| Failure::refuse(ErrorCode::QuotaExceeded, exceeded.to_string()))?;
         for _ in 0..BLOB_ID_ATTEMPTS {
             let mut id = [0u8; confianza_api::limits::len::BLOB_ID];
             rand::rng().fill_bytes(&mut id);
@@ -114,13 +106,26 @@ impl<S: MessageStore + Clone> Session<S> {
                 received: 0,
                 expires_at_ms,
             };
-            match self.shared.store.create_blob(&record).await {
-                Ok(()) => {
+            // The store checks the quota and records the blob in one atomic step, so creations
+            // racing on this node or on others cannot both fit the same remaining quota.
+            let created = self
+                .shared
+                .store
+                .create_blob_within_quota(&record, blobs.quota(), now_ms)
+                .await;
+            match created {
+                Ok(Ok(())) => {
                     return Ok(ResponseBody::BlobCreated {
                         blob_id: record.id,
                         chunk_size: BLOB_CHUNK_SIZE,
                         expires_at_ms,
                     });
+                }
+                Ok(Err(exceeded)) => {
+                    return Err(Failure::refuse(
+                        ErrorCode::QuotaExceeded,
+                        exceeded.to_string(),
+                    ));
                 }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(error) => return Err(error.into()),

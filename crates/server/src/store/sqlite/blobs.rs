@@ -5,12 +5,35 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::super::rows::{col_array, col_u64, db_int};
 use super::{blob, is_unique_violation, write};
-use crate::store::{BlobRecord, BlobUsage, StoreError};
+use crate::store::{BlobQuota, BlobRecord, BlobUsage, QuotaExceeded, StoreError};
 
 pub(super) fn create_blob(
     connection: &mut Connection,
     record: &BlobRecord,
 ) -> Result<(), StoreError> {
+    insert_blob(connection, record)
+}
+
+/// Checks the owner's usage and inserts the record in one write transaction: `BEGIN IMMEDIATE`
+/// holds SQLite's write lock from the usage query to the commit, so no other creation (on this
+/// connection or another process's) can come between the check and the insert.
+pub(super) fn create_blob_within_quota(
+    connection: &mut Connection,
+    record: &BlobRecord,
+    quota: BlobQuota,
+    now_ms: u64,
+) -> Result<Result<(), QuotaExceeded>, StoreError> {
+    let tx = write(connection)?;
+    let usage = usage_of(&tx, &record.owner, now_ms)?;
+    if let Err(exceeded) = quota.admit(usage, record.size) {
+        return Ok(Err(exceeded));
+    }
+    insert_blob(&tx, record)?;
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+fn insert_blob(connection: &Connection, record: &BlobRecord) -> Result<(), StoreError> {
     let inserted = connection
         .prepare_cached(
             "INSERT INTO blobs (id, owner, size, received, expires_at_ms) \
@@ -113,6 +136,10 @@ pub(super) fn blob_usage(
     owner: &str,
     now_ms: u64,
 ) -> Result<BlobUsage, StoreError> {
+    usage_of(connection, owner, now_ms)
+}
+
+fn usage_of(connection: &Connection, owner: &str, now_ms: u64) -> Result<BlobUsage, StoreError> {
     let (count, bytes): (i64, i64) = connection
         .prepare_cached(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs \
