@@ -220,6 +220,7 @@ conformance!(
     queue_limit_at_n_and_n_plus_1,
     a_message_is_stored_for_all_recipients_or_none,
     duplicates_are_counted_not_stored,
+    duplicates_are_detected_while_the_first_copy_is_queued,
     group_fan_out_stores_one_body,
     receipts_share_the_mailbox,
     returned_entries_are_what_the_mailbox_holds,
@@ -1013,6 +1014,61 @@ async fn duplicates_are_counted_not_stored<S: MessageStore>(f: &Fixture<S>) {
     assert_eq!(s.queue_depth(&bob1).await.expect("depth"), 2);
     assert_eq!(s.queue_depth(&bob2).await.expect("depth"), 1);
     assert_eq!(f.count(Held::Bodies).await, 3);
+}
+
+/// A retry is a duplicate while the first copy waits in the mailbox, through commit batches and
+/// acknowledgements of other entries; once the copy is acknowledged or expired, the same id is
+/// a new message.
+async fn duplicates_are_detected_while_the_first_copy_is_queued<S: MessageStore>(f: &Fixture<S>) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    let first = message(&alice, 1, &[&bob]);
+    let other = message(&alice, 2, &[&bob]);
+    assert_eq!(
+        s.enqueue(&[first.clone(), other.clone()], NO_LIMIT)
+            .await
+            .expect("enqueue"),
+        [stored(&[&bob], 0), stored(&[&bob], 0)]
+    );
+    // The other entry goes; the first stays a duplicate, also inside a writer batch.
+    s.acknowledge(&bob, &[2]).await.expect("ack");
+    let batch = WriteBatch {
+        acks: Vec::new(),
+        now_ms: 1,
+        sends: vec![first.clone(), other.clone()],
+        max_queue: NO_LIMIT,
+    };
+    let outcome = s.commit_batch(batch).await.expect("commit");
+    assert_eq!(outcome.outcomes, [stored(&[], 1), stored(&[&bob], 0)]);
+    assert_eq!(ids(&s.pending(&bob, 0, 10).await.expect("pending")), [1, 3]);
+
+    // Acknowledged: the same id is new again (a delivered message the client sends anew).
+    s.acknowledge(&bob, &[1]).await.expect("ack");
+    assert_eq!(
+        s.enqueue(std::slice::from_ref(&first), NO_LIMIT)
+            .await
+            .expect("enqueue"),
+        [stored(&[&bob], 0)]
+    );
+    assert_eq!(
+        s.enqueue(std::slice::from_ref(&first), NO_LIMIT)
+            .await
+            .expect("enqueue"),
+        [stored(&[], 1)]
+    );
+    // Expired: new again.
+    assert_eq!(
+        s.expire_messages(first.expires_at_ms)
+            .await
+            .expect("expire"),
+        2
+    );
+    assert_eq!(
+        s.enqueue(&[first], NO_LIMIT).await.expect("enqueue"),
+        [stored(&[&bob], 0)]
+    );
+    assert_eq!(ids(&s.pending(&bob, 0, 10).await.expect("pending")), [5]);
 }
 
 async fn group_fan_out_stores_one_body<S: MessageStore>(f: &Fixture<S>) {
@@ -1834,14 +1890,78 @@ async fn sqlite_store_outlives_its_pool_and_sees_other_writers() {
         .await
         .expect("enqueue");
     assert_eq!(f.store.queue_depth(&alice).await.expect("depth"), 1);
+    // Each store keeps its dedupe index in memory: what the other stored is still found, both
+    // ways, and so is what a store stored itself after the other wrote.
+    for (store, n) in [(&f.store, 2), (&second, 3), (&f.store, 4)] {
+        assert_eq!(
+            store
+                .enqueue(&[message(&alice, 1, &[&alice])], NO_LIMIT)
+                .await
+                .expect("enqueue"),
+            [stored(&[], 1)]
+        );
+        assert_eq!(
+            store
+                .enqueue(&[message(&alice, n, &[&alice])], NO_LIMIT)
+                .await
+                .expect("enqueue"),
+            [stored(&[&alice], 0)]
+        );
+    }
+    for store in [&f.store, &second] {
+        for n in 1..=4 {
+            assert_eq!(
+                store
+                    .enqueue(&[message(&alice, n, &[&alice])], NO_LIMIT)
+                    .await
+                    .expect("enqueue"),
+                [stored(&[], 1)],
+                "message {n}"
+            );
+        }
+    }
+    // Acknowledged through one store, new for both.
+    second.acknowledge(&alice, &[1]).await.expect("ack");
+    assert_eq!(
+        f.store
+            .enqueue(&[message(&alice, 1, &[&alice])], NO_LIMIT)
+            .await
+            .expect("enqueue"),
+        [stored(&[&alice], 0)]
+    );
+    assert_eq!(f.store.queue_depth(&alice).await.expect("depth"), 4);
     // The pool closes; the stores keep their own connections.
     let Fixture { store, db, cleanup } = f;
     if let Database::Sqlite(pool) = db {
         pool.close().await;
     }
-    assert_eq!(store.queue_depth(&alice).await.expect("depth"), 1);
-    assert_eq!(second.queue_depth(&alice).await.expect("depth"), 1);
+    assert_eq!(store.queue_depth(&alice).await.expect("depth"), 4);
+    assert_eq!(second.queue_depth(&alice).await.expect("depth"), 4);
     drop(cleanup);
+}
+
+/// A SQLite database at `path` migrated by the migrations whose names sort before `before`
+/// only, as an older server left it.
+async fn sqlite_migrated_before(path: &std::path::Path, before: &str) -> sqlx::SqlitePool {
+    let older = path.with_extension("migrations");
+    std::fs::create_dir(&older).expect("directory");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let entry = entry.expect("migration");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".sql") && name.as_str() < before {
+            std::fs::copy(entry.path(), older.join(&name)).expect("copy");
+        }
+    }
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open SQLite");
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .expect("older migrations")
+        .run(&pool)
+        .await
+        .expect("migrate the older schema");
+    pool
 }
 
 /// Migration 0005 (the lean mailbox) carries the queued mail of a database made by the
@@ -1851,24 +1971,7 @@ async fn sqlite_store_outlives_its_pool_and_sees_other_writers() {
 async fn sqlite_migration_to_the_lean_mailbox_keeps_queued_mail() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("server.db");
-    let before = dir.path().join("migrations-before");
-    std::fs::create_dir(&before).expect("directory");
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    for entry in std::fs::read_dir(&source).expect("migrations") {
-        let entry = entry.expect("migration");
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".sql") && name.as_str() < "0005" {
-            std::fs::copy(entry.path(), before.join(&name)).expect("copy");
-        }
-    }
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open SQLite");
-    sqlx::migrate::Migrator::new(before.as_path())
-        .await
-        .expect("migrations 0001-0004")
-        .run(&pool)
-        .await
-        .expect("migrate to 0004");
+    let pool = sqlite_migrated_before(&path, "0005").await;
     sqlx::raw_sql(
         "INSERT INTO devices (id, address, device_id, registration_id, noise_key, identity_key, \
              certificate, created_at_ms, last_seen_ms, last_delivery_id) VALUES \
@@ -1996,6 +2099,122 @@ async fn sqlite_migration_to_the_lean_mailbox_keeps_queued_mail() {
             .expect("count"),
         0
     );
+    drop(store);
+    pool.close().await;
+}
+
+/// Migration 0006 (the mailbox clustered by arrival) carries queued entries with their delivery
+/// ids, the shared bodies, and each device's counters — also the delivery-id counter of a device
+/// whose mailbox is empty, so no id is given out twice.
+#[tokio::test]
+async fn sqlite_migration_to_the_arrival_ordered_mailbox_keeps_ids_and_counters() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("server.db");
+    let pool = sqlite_migrated_before(&path, "0006").await;
+    sqlx::raw_sql(
+        "INSERT INTO devices (id, address, device_id, registration_id, noise_key, identity_key, \
+             certificate, created_at_ms, last_seen_ms, last_delivery_id, queued) VALUES \
+         (1, 'alice', 1, 1, x'01', x'05', x'30', 0, 0, 7, 1), \
+         (2, 'bob', 1, 1, x'02', x'05', x'30', 0, 0, 12, 2), \
+         (3, 'carol', 1, 1, x'03', x'05', x'30', 0, 0, 3, 1), \
+         (4, 'dave', 1, 1, x'04', x'05', x'30', 0, 0, 5, 0); \
+         INSERT INTO shared_bodies (id, refs, body) VALUES (20, 2, x'AA'); \
+         INSERT INTO mailbox (device, delivery_id, kind, peer_address, peer_device_id, \
+             client_message_ids, server_timestamp_ms, expires_at_ms, ciphertext_type, body, \
+             shared_body, group_id) VALUES \
+         (2, 12, 0, 'alice', 1, x'0B0B0B0B0B0B0B0B0B0B0B0B0B0B0B0B', 101, 5000, 2, x'BB', \
+             NULL, NULL), \
+         (2, 11, 0, 'alice', 1, x'0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A', 100, 5000, 7, NULL, 20, \
+             x'09090909090909090909090909090909'), \
+         (3, 3, 0, 'alice', 1, x'0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A0A', 100, 5000, 7, NULL, 20, \
+             x'09090909090909090909090909090909'), \
+         (1, 7, 1, 'bob', 1, x'0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C', 103, 6000, NULL, NULL, \
+             NULL, NULL);",
+    )
+    .execute(&pool)
+    .await
+    .expect("mail queued in the 0005 schema");
+    pool.close().await;
+
+    let db = Database::open_sqlite_file(&path)
+        .await
+        .expect("migrate to the arrival-ordered mailbox");
+    let Database::Sqlite(pool) = &db else {
+        unreachable!("a SQLite file opens as SQLite")
+    };
+    let store = SqliteStore::open(pool).expect("message store");
+    let (alice, bob, carol, dave) = (
+        device("alice", 1),
+        device("bob", 1),
+        device("carol", 1),
+        device("dave", 1),
+    );
+    let shared = QueuedItem::Envelope(Envelope {
+        sender: "alice".to_owned(),
+        sender_device_id: 1,
+        ciphertext_type: CiphertextType::SenderKey,
+        body: vec![0xAA],
+        client_message_id: [0x0A; 16],
+        server_timestamp_ms: 100,
+        group_id: Some(GroupId([9; 16])),
+    });
+    let bobs = store.pending(&bob, 0, 10).await.expect("pending");
+    assert_eq!(ids(&bobs), [11, 12]);
+    assert_eq!(bobs[0].item, shared);
+    assert_eq!(
+        store.pending(&carol, 0, 10).await.expect("pending"),
+        [Queued {
+            delivery_id: 3,
+            item: shared
+        }]
+    );
+    assert_eq!(
+        ids(&store.pending(&alice, 0, 10).await.expect("pending")),
+        [7]
+    );
+    for (who, depth) in [(&alice, 1), (&bob, 2), (&carol, 1), (&dave, 0)] {
+        assert_eq!(store.queue_depth(who).await.expect("depth"), depth);
+    }
+
+    // A retry of a carried-over message is a duplicate; new entries continue each device's
+    // sequence, also dave's, whose mailbox was empty.
+    let mut retry = message(&alice, 0, &[&bob]);
+    retry.client_message_id = [0x0B; 16];
+    assert_eq!(
+        store
+            .enqueue(
+                &[
+                    retry,
+                    message(&alice, 1, &[&bob]),
+                    message(&alice, 2, &[&dave])
+                ],
+                NO_LIMIT
+            )
+            .await
+            .expect("enqueue"),
+        [stored(&[], 1), stored(&[&bob], 0), stored(&[&dave], 0)]
+    );
+    assert_eq!(
+        ids(&store.pending(&bob, 12, 10).await.expect("pending")),
+        [13]
+    );
+    assert_eq!(
+        ids(&store.pending(&dave, 0, 10).await.expect("pending")),
+        [6]
+    );
+
+    // Expiry finds the carried-over entries, and the shared body goes with its last entry.
+    assert_eq!(store.expire_messages(5_000).await.expect("expire"), 3);
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).fetch_one(pool);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM shared_bodies")
+            .await
+            .expect("count"),
+        0
+    );
+    for (who, depth) in [(&alice, 1), (&bob, 1), (&carol, 0), (&dave, 1)] {
+        assert_eq!(store.queue_depth(who).await.expect("depth"), depth);
+    }
     drop(store);
     pool.close().await;
 }

@@ -1,29 +1,36 @@
 //! Mailboxes and delivery receipts, run on the connection thread.
 //!
-//! The schema (migration 0005) keeps the hot path short: messages and receipts share the
-//! `mailbox` table, a one-to-one message carries its ciphertext in its entry row (only a body
-//! queued for several devices is stored once, in `shared_bodies`, reference-counted), and each
-//! device row counts its queued entries (`devices.queued`). A relayed message then costs, on
-//! this thread: an insert (with its dedupe and expiry index entries) and a delete, plus one
-//! device row read and update per device and writer batch; its receipt an insert and a delete.
+//! The schema (migrations 0005 and 0006) keeps the hot path short: messages and receipts share
+//! the `mailbox` table, whose rows are stored in arrival order (`seq`), so a writer batch appends
+//! to a few pages at the table's end and the acknowledgements of recent entries delete from the
+//! same pages; a narrow index (device, delivery_id) finds a device's entries. A one-to-one
+//! message carries its ciphertext in its entry row (only a body queued for several devices is
+//! stored once, in `shared_bodies`, reference-counted), and each device's counters (last
+//! delivery id, queued entries) are a few bytes in `mailbox_counters`. A relayed message then
+//! costs, on this thread: an insert (with its index entries) and a delete, plus one counter read
+//! and write per device and writer batch; its receipt an insert and a delete.
 //!
 //! Bulk calls run one cached prepared statement per row inside their transaction: on an
 //! embedded database a prepared statement costs about a microsecond, so a row needs no
 //! multi-row SQL built per call.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::OnceLock;
 
 use confianza_api::Envelope;
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::super::rows::{
     DedupeKey, Mailbox, col_array, col_ciphertext_type, col_group_id, col_u32, col_u64, db_int,
     plan_enqueue, receipt_from_columns,
 };
-use super::{blob, blob_or_null, device_row, write};
+use super::dedupe::{Changes, Dedupe};
+use super::entries::{self, EntryRow};
+use super::{blob, blob_or_null, write};
 use crate::store::{
-    AckRequest, Acknowledged, BatchOutcome, DeviceAddress, EnqueueOutcome, NewMessage, NewReceipt,
-    Queued, QueuedItem, StoreError, StoredEntry, WriteBatch, receipts_owed,
+    Acknowledged, BatchOutcome, DeviceAddress, EnqueueOutcome, NewMessage, NewReceipt, Queued,
+    QueuedItem, StoreError, StoredEntry, WriteBatch, receipts_owed,
 };
 
 /// `mailbox.kind` of a message.
@@ -42,6 +49,7 @@ pub(super) const EXPIRY_CHUNK: u32 = 2_000;
 /// (what [`BatchOutcome`] promises). A failure of the sends fails the whole batch.
 pub(super) fn commit_batch(
     connection: &mut Connection,
+    dedupe: &mut Dedupe,
     batch: WriteBatch,
 ) -> Result<BatchOutcome, StoreError> {
     let WriteBatch {
@@ -57,11 +65,17 @@ pub(super) fn commit_batch(
         ..BatchOutcome::default()
     };
     let mut receipts = Vec::new();
+    let mut changes = Changes::default();
     if !acks.is_empty() {
         let savepoint = tx.savepoint()?;
-        match acknowledge_all(&savepoint, &acks) {
+        let mut acked = Changes::default();
+        let requests = acks
+            .iter()
+            .map(|ack| (&ack.device, ack.delivery_ids.as_slice()));
+        match acknowledge(&savepoint, dedupe, &mut acked, requests) {
             Ok(all) => {
                 savepoint.commit()?;
+                changes = acked;
                 outcome.acknowledged = true;
                 for (ack, acknowledged) in acks.iter().zip(all) {
                     receipts.extend(receipts_owed(
@@ -94,9 +108,18 @@ pub(super) fn commit_batch(
         }
     }
     if !sends.is_empty() {
-        outcome.outcomes = enqueue_in(&tx, sends, max_queue, Some(&mut stored))?;
+        dedupe.sync(&tx)?;
+        outcome.outcomes = enqueue_in(
+            &tx,
+            dedupe,
+            &mut changes,
+            sends,
+            max_queue,
+            Some(&mut stored),
+        )?;
     }
     tx.commit()?;
+    dedupe.apply(changes);
     outcome.stored = Some(stored);
     Ok(outcome)
 }
@@ -105,67 +128,54 @@ pub(super) fn commit_batch(
 /// every entry stored with its delivery id.
 pub(super) fn enqueue(
     connection: &mut Connection,
+    dedupe: &mut Dedupe,
     messages: Vec<NewMessage>,
     max_queue: u64,
     stored: Option<&mut Vec<StoredEntry>>,
 ) -> Result<Vec<EnqueueOutcome>, StoreError> {
     let tx = write(connection)?;
-    let outcomes = enqueue_in(&tx, messages, max_queue, stored)?;
+    dedupe.sync(&tx)?;
+    let mut changes = Changes::default();
+    let outcomes = enqueue_in(&tx, dedupe, &mut changes, messages, max_queue, stored)?;
     tx.commit()?;
+    dedupe.apply(changes);
     Ok(outcomes)
 }
 
-/// Stores a batch of messages inside the caller's write transaction. The entries returned in
-/// `stored` take the bodies out of `messages` (a body queued once is moved, not copied).
+/// Stores a batch of messages inside the caller's write transaction, `dedupe` synced with it;
+/// what it stores goes into `changes`. The entries returned in `stored` take the bodies out of
+/// `messages` (a body queued once is moved, not copied).
 fn enqueue_in(
     tx: &Connection,
+    dedupe: &Dedupe,
+    changes: &mut Changes,
     mut messages: Vec<NewMessage>,
     max_queue: u64,
     stored: Option<&mut Vec<StoredEntry>>,
 ) -> Result<Vec<EnqueueOutcome>, StoreError> {
     // 1. The recipients' mailboxes: row id, last delivery id, depth.
-    let mut mailboxes = HashMap::new();
-    {
-        let mut select = tx.prepare_cached(
-            "SELECT id, last_delivery_id, queued FROM devices \
-             WHERE address = ?1 AND device_id = ?2",
-        )?;
-        for recipient in messages.iter().flat_map(|m| &m.recipients) {
-            if mailboxes.contains_key(recipient) {
-                continue;
-            }
-            let found: Option<(i64, i64, i64)> = select
-                .query_row((&recipient.address, recipient.device_id), |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
-                .optional()?;
-            if let Some((device, last_delivery_id, depth)) = found {
-                mailboxes.insert(
-                    recipient.clone(),
-                    Mailbox {
-                        device,
-                        last_delivery_id,
-                        depth: col_u64(depth, "queued")?,
-                    },
-                );
-            }
-        }
-    }
+    let mut mailboxes = read_mailboxes(tx, messages.iter().flat_map(|m| &m.recipients))?;
 
-    // 2. The dedupe keys of this batch already queued. An empty mailbox holds none, which
-    //    spares the lookup for a recipient that keeps up.
+    // 2. The dedupe keys of this batch already queued: a candidate of the in-memory index,
+    //    confirmed on its row. An empty mailbox holds none, which spares the lookup for a
+    //    recipient that keeps up.
     let mut queued = HashSet::new();
     {
         let mut select = tx.prepare_cached(
-            "SELECT 1 FROM mailbox WHERE device = ?1 AND peer_address = ?2 \
-             AND peer_device_id = ?3 AND client_message_ids = ?4 AND kind = 0",
+            "SELECT 1 FROM mailbox WHERE seq = ?1 AND device = ?2 AND kind = 0 \
+             AND peer_address = ?3 AND peer_device_id = ?4 AND client_message_ids = ?5",
         )?;
         for message in &messages {
             for mailbox in message.recipients.iter().filter_map(|r| mailboxes.get(r)) {
                 if mailbox.depth == 0 {
                     continue;
                 }
+                let key = dedupe_key(dedupe, mailbox.device, message);
+                let Some(seq) = dedupe.candidate(key) else {
+                    continue;
+                };
                 let exists = select.exists((
+                    seq,
                     mailbox.device,
                     &message.sender.address,
                     message.sender.device_id,
@@ -214,40 +224,41 @@ fn enqueue_in(
                 shared_ids[body] = Some(tx.last_insert_rowid());
             }
         }
-        let mut insert_entry = tx.prepare_cached(
-            "INSERT INTO mailbox (device, delivery_id, kind, peer_address, peer_device_id, \
-                 client_message_ids, server_timestamp_ms, expires_at_ms, ciphertext_type, body, \
-                 shared_body, group_id) \
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        for entry in &plan.entries {
+        let first_seq = entries::next_seq(tx)?;
+        let mut rows = Vec::with_capacity(plan.entries.len());
+        for (seq, entry) in (first_seq..).zip(&plan.entries) {
             let message = &messages[body_messages[entry.body]];
             let shared = shared_ids[entry.body];
-            insert_entry.execute((
-                entry.device,
-                entry.delivery_id,
-                &message.sender.address,
-                message.sender.device_id,
-                &message.client_message_id[..],
-                db_int(message.server_timestamp_ms),
-                db_int(message.expires_at_ms),
-                message.ciphertext_type.to_wire(),
-                shared.is_none().then_some(message.body.as_slice()),
-                shared,
-                message.group_id.as_ref().map(|g| &g.0[..]),
-            ))?;
+            changes.added(dedupe_key(dedupe, entry.device, message), seq);
+            rows.push(EntryRow {
+                seq,
+                device: entry.device,
+                delivery_id: entry.delivery_id,
+                kind: KIND_MESSAGE,
+                peer_address: &message.sender.address,
+                peer_device_id: i64::from(message.sender.device_id),
+                client_message_ids: &message.client_message_id,
+                server_timestamp_ms: db_int(message.server_timestamp_ms),
+                expires_at_ms: db_int(message.expires_at_ms),
+                ciphertext_type: Some(i64::from(message.ciphertext_type.to_wire())),
+                body: shared.is_none().then_some(message.body.as_slice()),
+                shared_body: shared,
+                group_id: message.group_id.as_ref().map(|g| &g.0[..]),
+            });
         }
+        entries::insert(tx, &rows)?;
         let depths: HashMap<i64, u64> = mailboxes
             .values()
             .map(|mailbox| (mailbox.device, mailbox.depth))
             .collect();
-        let mut counter = tx.prepare_cached(
-            "UPDATE devices SET last_delivery_id = ?2, queued = ?3 WHERE id = ?1",
+        write_counters(
+            tx,
+            plan.counters.iter().map(|&(device, last)| Mailbox {
+                device,
+                last_delivery_id: last,
+                depth: depths.get(&device).copied().unwrap_or_default(),
+            }),
         )?;
-        for (device, last) in &plan.counters {
-            let depth = depths.get(device).copied().unwrap_or_default();
-            counter.execute((device, last, db_int(depth)))?;
-        }
     }
     let entries = plan.entries;
     let outcomes = plan.outcomes;
@@ -311,46 +322,47 @@ pub(super) fn enqueue_receipts(
 }
 
 /// Stores receipts inside the caller's write transaction; returns the devices that got one,
-/// in address order.
+/// in address order. Each recipient device's counters are read and written once.
 fn enqueue_receipts_in(
     tx: &Connection,
     receipts: Vec<NewReceipt>,
     mut stored: Option<&mut Vec<StoredEntry>>,
 ) -> Result<Vec<DeviceAddress>, StoreError> {
-    let mut next = tx.prepare_cached(
-        "UPDATE devices SET last_delivery_id = last_delivery_id + 1, queued = queued + 1 \
-         WHERE address = ?1 AND device_id = ?2 RETURNING id, last_delivery_id",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO mailbox (device, delivery_id, kind, peer_address, peer_device_id, \
-             client_message_ids, server_timestamp_ms, expires_at_ms) \
-         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let mut ids = Vec::new();
+    let mut mailboxes = read_mailboxes(tx, receipts.iter().map(|receipt| &receipt.to))?;
+    // Receipts for devices that no longer exist are dropped: nobody can fetch them.
+    let receipts: Vec<(NewReceipt, i64, i64, Vec<u8>)> = receipts
+        .into_iter()
+        .filter_map(|receipt| {
+            let mailbox = mailboxes.get_mut(&receipt.to)?;
+            mailbox.last_delivery_id += 1;
+            mailbox.depth += 1;
+            let ids = receipt.receipt.client_message_ids.concat();
+            Some((receipt, mailbox.device, mailbox.last_delivery_id, ids))
+        })
+        .collect();
+    let first_seq = entries::next_seq(tx)?;
+    let mut rows = Vec::with_capacity(receipts.len());
+    for (seq, (receipt, device, delivery_id, ids)) in (first_seq..).zip(&receipts) {
+        rows.push(EntryRow {
+            seq,
+            device: *device,
+            delivery_id: *delivery_id,
+            kind: KIND_RECEIPT,
+            peer_address: &receipt.receipt.recipient,
+            peer_device_id: i64::from(receipt.receipt.recipient_device_id),
+            client_message_ids: ids,
+            server_timestamp_ms: db_int(receipt.receipt.server_timestamp_ms),
+            expires_at_ms: db_int(receipt.expires_at_ms),
+            ciphertext_type: None,
+            body: None,
+            shared_body: None,
+            group_id: None,
+        });
+    }
+    entries::insert(tx, &rows)?;
+    drop(rows);
     let mut to = BTreeSet::new();
-    for receipt in receipts {
-        // Receipts for devices that no longer exist are dropped: nobody can fetch them.
-        let Some((device, delivery_id)): Option<(i64, i64)> = next
-            .query_row((&receipt.to.address, receipt.to.device_id), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?
-        else {
-            continue;
-        };
-        ids.clear();
-        for id in &receipt.receipt.client_message_ids {
-            ids.extend_from_slice(id);
-        }
-        insert.execute((
-            device,
-            delivery_id,
-            &receipt.receipt.recipient,
-            receipt.receipt.recipient_device_id,
-            ids.as_slice(),
-            db_int(receipt.receipt.server_timestamp_ms),
-            db_int(receipt.expires_at_ms),
-        ))?;
+    for (receipt, _, delivery_id, _) in receipts {
         if !to.contains(&receipt.to) {
             to.insert(receipt.to.clone());
         }
@@ -364,7 +376,103 @@ fn enqueue_receipts_in(
             });
         }
     }
+    write_counters(
+        tx,
+        to.iter()
+            .filter_map(|device| mailboxes.get(device))
+            .copied(),
+    )?;
     Ok(to.into_iter().collect())
+}
+
+/// The mailboxes of `devices` (each read once, [`entries::CHUNK`] devices per statement): row
+/// id, last delivery id, depth. Devices that do not exist are left out.
+fn read_mailboxes<'a>(
+    tx: &Connection,
+    devices: impl IntoIterator<Item = &'a DeviceAddress>,
+) -> Result<HashMap<DeviceAddress, Mailbox>, StoreError> {
+    static SQL: OnceLock<String> = OnceLock::new();
+    let select = SQL.get_or_init(|| {
+        // Each term is one search of the devices' (address, device_id) index.
+        let terms: Vec<String> = (0..entries::CHUNK)
+            .map(|n| {
+                format!(
+                    "(d.address = ?{} AND d.device_id = ?{})",
+                    2 * n + 1,
+                    2 * n + 2
+                )
+            })
+            .collect();
+        format!(
+            "SELECT d.id, d.address, d.device_id, COALESCE(c.last_delivery_id, 0), \
+                    COALESCE(c.queued, 0) \
+             FROM devices d LEFT JOIN mailbox_counters c ON c.device = d.id WHERE {}",
+            terms.join(" OR ")
+        )
+    });
+    let mut distinct: Vec<&DeviceAddress> = devices.into_iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut mailboxes = HashMap::with_capacity(distinct.len());
+    // Unused places of a chunk are NULL, which nothing equals.
+    let mut params: Vec<Option<&dyn ToSql>> = Vec::with_capacity(2 * entries::CHUNK);
+    for chunk in distinct.chunks(entries::CHUNK) {
+        params.clear();
+        for device in chunk {
+            params.extend([
+                Some(&device.address as &dyn ToSql),
+                Some(&device.device_id as &dyn ToSql),
+            ]);
+        }
+        params.resize(2 * entries::CHUNK, None);
+        let mut statement = tx.prepare_cached(select)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(&params))?;
+        while let Some(row) = rows.next()? {
+            let address = DeviceAddress {
+                address: row.get(1)?,
+                device_id: col_u32(row.get(2)?, "device_id")?,
+            };
+            mailboxes.insert(
+                address,
+                Mailbox {
+                    device: row.get(0)?,
+                    last_delivery_id: row.get(3)?,
+                    depth: col_u64(row.get(4)?, "queued")?,
+                },
+            );
+        }
+    }
+    Ok(mailboxes)
+}
+
+/// Writes the counters of mailboxes that grew.
+fn write_counters(
+    tx: &Connection,
+    mailboxes: impl IntoIterator<Item = Mailbox>,
+) -> Result<(), StoreError> {
+    let mut counter = tx.prepare_cached(
+        "INSERT INTO mailbox_counters (device, last_delivery_id, queued) \
+         VALUES (?1, ?2, ?3) ON CONFLICT (device) DO UPDATE \
+         SET last_delivery_id = excluded.last_delivery_id, queued = excluded.queued",
+    )?;
+    for mailbox in mailboxes {
+        counter.execute((
+            mailbox.device,
+            mailbox.last_delivery_id,
+            db_int(mailbox.depth),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The dedupe key of `message` queued for the device whose row is `device`.
+fn dedupe_key(dedupe: &Dedupe, device: i64, message: &NewMessage) -> u64 {
+    dedupe.key(
+        device,
+        &message.sender.address,
+        i64::from(message.sender.device_id),
+        &message.client_message_id,
+    )
 }
 
 /// One row of the mailbox query: a message or a receipt.
@@ -430,82 +538,94 @@ pub(super) fn pending(
     Ok(queued)
 }
 
-/// [`acknowledge`] for every request of a batch, in order.
-pub(super) fn acknowledge_all(
+/// Deletes acknowledged entries inside the caller's write transaction: per request, one
+/// device and the delivery ids it acknowledged. Returns, per request in order, the messages among
+/// the entries it deleted, in delivery order; the messages deleted go into `changes`. An id
+/// acknowledged twice counts for the first request naming it; a shared body goes with its last
+/// entry. Every request of the batch is served by the same few chunked statements.
+pub(super) fn acknowledge<'a>(
     tx: &Connection,
-    acks: &[AckRequest],
+    dedupe: &Dedupe,
+    changes: &mut Changes,
+    requests: impl IntoIterator<Item = (&'a DeviceAddress, &'a [u64])>,
 ) -> Result<Vec<Vec<Acknowledged>>, StoreError> {
-    acks.iter()
-        .map(|ack| acknowledge(tx, &ack.device, &ack.delivery_ids))
-        .collect()
-}
-
-/// Deletes one device's acknowledged entries inside the caller's write transaction and returns
-/// the messages among them in delivery order. A shared body goes with its last entry.
-pub(super) fn acknowledge(
-    tx: &Connection,
-    device: &DeviceAddress,
-    delivery_ids: &[u64],
-) -> Result<Vec<Acknowledged>, StoreError> {
-    // Sorted and without repeats: the answer comes in delivery order.
-    let mut ids: Vec<i64> = delivery_ids
-        .iter()
-        .filter_map(|id| i64::try_from(*id).ok())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(row) = device_row(tx, device)? else {
-        return Ok(Vec::new());
-    };
-    let mut delete = tx.prepare_cached(
-        "DELETE FROM mailbox WHERE device = ?1 AND delivery_id = ?2 \
-         RETURNING kind, peer_address, peer_device_id, client_message_ids, shared_body",
+    let requests: Vec<(&DeviceAddress, &[u64])> = requests.into_iter().collect();
+    let mut answers = vec![Vec::new(); requests.len()];
+    let mailboxes = read_mailboxes(
+        tx,
+        requests
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(device, _)| *device),
     )?;
-    let mut acknowledged = Vec::with_capacity(ids.len());
-    let mut shared = Vec::new();
-    let mut deleted = 0i64;
-    for id in ids {
-        let mut rows = delete.query((row, id))?;
-        let Some(entry) = rows.next()? else {
-            // Acknowledged before (acks repeat after a reconnect).
+    // (device row, delivery id, request), sorted; the first request naming an entry keeps it.
+    let mut wanted: Vec<(i64, i64, usize)> = Vec::new();
+    for (request, (device, ids)) in requests.iter().enumerate() {
+        let Some(mailbox) = mailboxes.get(*device) else {
             continue;
         };
-        deleted += 1;
-        if entry.get::<_, i64>(0)? == KIND_MESSAGE {
-            acknowledged.push(Acknowledged {
-                sender: DeviceAddress {
-                    address: entry.get(1)?,
-                    device_id: col_u32(entry.get(2)?, "peer_device_id")?,
-                },
-                client_message_id: col_array(
-                    blob(entry, 3, "client_message_ids")?,
-                    "client_message_ids",
-                )?,
-            });
-            if let Some(body) = entry.get::<_, Option<i64>>(4)? {
-                shared.push(body);
-            }
-        }
-        // Runs the statement to its end (the delete is done once the row is returned).
-        while rows.next()?.is_some() {}
+        wanted.extend(
+            ids.iter()
+                .filter_map(|id| i64::try_from(*id).ok())
+                .map(|id| (mailbox.device, id, request)),
+        );
     }
-    if deleted > 0 {
-        tx.prepare_cached("UPDATE devices SET queued = queued - ?2 WHERE id = ?1")?
-            .execute((row, deleted))?;
+    wanted.sort_unstable();
+    wanted.dedup_by_key(|(device, id, _)| (*device, *id));
+    if wanted.is_empty() {
+        return Ok(answers);
+    }
+    let pairs: Vec<(i64, i64)> = wanted.iter().map(|&(device, id, _)| (device, id)).collect();
+    let deleted = entries::delete_acknowledged(tx, &pairs)?;
+
+    let mut per_device: Vec<(i64, i64)> = Vec::new();
+    let mut shared = Vec::new();
+    for entry in deleted {
+        match per_device.last_mut() {
+            Some((device, count)) if *device == entry.device => *count += 1,
+            _ => per_device.push((entry.device, 1)),
+        }
+        if entry.kind != KIND_MESSAGE {
+            continue;
+        }
+        let Ok(at) = pairs.binary_search(&(entry.device, entry.delivery_id)) else {
+            return Err(StoreError::Corrupt(
+                "an acknowledgement deleted an entry it did not name".to_owned(),
+            ));
+        };
+        changes.removed(
+            dedupe.key(
+                entry.device,
+                &entry.peer_address,
+                entry.peer_device_id,
+                &entry.client_message_ids,
+            ),
+            entry.seq,
+        );
+        shared.extend(entry.shared_body);
+        answers[wanted[at].2].push(Acknowledged {
+            client_message_id: col_array(&entry.client_message_ids, "client_message_ids")?,
+            sender: DeviceAddress {
+                address: entry.peer_address,
+                device_id: col_u32(entry.peer_device_id, "peer_device_id")?,
+            },
+        });
+    }
+    let mut counter =
+        tx.prepare_cached("UPDATE mailbox_counters SET queued = queued - ?2 WHERE device = ?1")?;
+    for (device, count) in per_device {
+        counter.execute((device, count))?;
     }
     release_shared_bodies(tx, shared)?;
-    Ok(acknowledged)
+    Ok(answers)
 }
 
 /// Drops one reference to each given shared body (a body listed twice loses two), deleting a
 /// body whose last reference went.
-fn release_shared_bodies(
-    tx: &Connection,
-    bodies: impl IntoIterator<Item = i64>,
-) -> Result<(), StoreError> {
+fn release_shared_bodies(tx: &Connection, bodies: Vec<i64>) -> Result<(), StoreError> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
     let mut release =
         tx.prepare_cached("UPDATE shared_bodies SET refs = refs - 1 WHERE id = ?1 RETURNING refs")?;
     let mut delete = tx.prepare_cached("DELETE FROM shared_bodies WHERE id = ?1")?;
@@ -523,7 +643,10 @@ pub(super) fn queue_depth(
     device: &DeviceAddress,
 ) -> Result<u64, StoreError> {
     let depth: Option<i64> = connection
-        .prepare_cached("SELECT queued FROM devices WHERE address = ?1 AND device_id = ?2")?
+        .prepare_cached(
+            "SELECT c.queued FROM devices d JOIN mailbox_counters c ON c.device = d.id \
+             WHERE d.address = ?1 AND d.device_id = ?2",
+        )?
         .query_row((&device.address, device.device_id), |row| row.get(0))
         .optional()?;
     col_u64(depth.unwrap_or(0), "queued")
@@ -533,43 +656,55 @@ pub(super) fn queue_depth(
 /// (oldest expiry first) and returns how many went; the caller repeats while a chunk is full.
 pub(super) fn expire_chunk(
     connection: &mut Connection,
+    dedupe: &mut Dedupe,
     now_ms: u64,
     limit: u32,
 ) -> Result<u64, StoreError> {
     let tx = write(connection)?;
-    let expired: Vec<(i64, i64)> = {
+    let expired: Vec<i64> = {
         let mut select = tx.prepare_cached(
-            "SELECT device, delivery_id FROM mailbox WHERE expires_at_ms <= ?1 \
-             ORDER BY expires_at_ms LIMIT ?2",
+            "SELECT seq FROM mailbox WHERE expires_at_ms <= ?1 ORDER BY expires_at_ms LIMIT ?2",
         )?;
         select
-            .query_map((db_int(now_ms), limit), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
+            .query_map((db_int(now_ms), limit), |row| row.get(0))?
             .collect::<Result<_, _>>()?
     };
     let mut per_device: HashMap<i64, i64> = HashMap::new();
     let mut shared = Vec::new();
+    let mut changes = Changes::default();
     {
         let mut delete = tx.prepare_cached(
-            "DELETE FROM mailbox WHERE device = ?1 AND delivery_id = ?2 RETURNING shared_body",
+            "DELETE FROM mailbox WHERE seq = ?1 \
+             RETURNING device, shared_body, kind, peer_address, peer_device_id, client_message_ids",
         )?;
-        for (device, delivery_id) in &expired {
-            let body: Option<Option<i64>> = delete
-                .query_row((device, delivery_id), |row| row.get(0))
-                .optional()?;
-            if let Some(body) = body {
-                *per_device.entry(*device).or_default() += 1;
-                shared.extend(body);
+        for seq in &expired {
+            let mut rows = delete.query([seq])?;
+            let Some(row) = rows.next()? else {
+                continue;
+            };
+            let device: i64 = row.get(0)?;
+            *per_device.entry(device).or_default() += 1;
+            shared.extend(row.get::<_, Option<i64>>(1)?);
+            if row.get::<_, i64>(2)? == KIND_MESSAGE {
+                let sender: String = row.get(3)?;
+                let key = dedupe.key(
+                    device,
+                    &sender,
+                    row.get(4)?,
+                    blob(row, 5, "client_message_ids")?,
+                );
+                changes.removed(key, *seq);
             }
+            while rows.next()?.is_some() {}
         }
-        let mut counter =
-            tx.prepare_cached("UPDATE devices SET queued = queued - ?2 WHERE id = ?1")?;
+        let mut counter = tx
+            .prepare_cached("UPDATE mailbox_counters SET queued = queued - ?2 WHERE device = ?1")?;
         for (device, count) in &per_device {
             counter.execute((device, count))?;
         }
     }
     release_shared_bodies(&tx, shared)?;
     tx.commit()?;
+    dedupe.apply(changes);
     Ok(per_device.values().map(|count| *count as u64).sum())
 }

@@ -17,7 +17,9 @@
 
 mod blobs;
 mod checkpoint;
+mod dedupe;
 mod directory;
+mod entries;
 mod groups;
 mod mailbox;
 mod worker;
@@ -34,6 +36,7 @@ use super::{
     Queued, QuotaExceeded, SQLITE_BUSY_TIMEOUT, StoreError, StoredEntry, WriteBatch,
 };
 use checkpoint::Checkpointer;
+use dedupe::Changes;
 use worker::Worker;
 
 /// The store connection's page cache, in KiB (SQLite's default is 2 000).
@@ -242,7 +245,7 @@ impl MessageStore for SqliteStore {
         }
         let messages = messages.to_vec();
         self.worker
-            .run(move |c| mailbox::enqueue(c, messages, max_queue, None))
+            .run_with_dedupe(move |c, d| mailbox::enqueue(c, d, messages, max_queue, None))
             .await
     }
 
@@ -266,9 +269,9 @@ impl MessageStore for SqliteStore {
         }
         let (outcomes, stored) = self
             .worker
-            .run(move |c| {
+            .run_with_dedupe(move |c, d| {
                 let mut stored = Vec::new();
-                let outcomes = mailbox::enqueue(c, messages, max_queue, Some(&mut stored))?;
+                let outcomes = mailbox::enqueue(c, d, messages, max_queue, Some(&mut stored))?;
                 Ok((outcomes, stored))
             })
             .await?;
@@ -302,7 +305,7 @@ impl MessageStore for SqliteStore {
             });
         }
         self.worker
-            .run(move |c| mailbox::commit_batch(c, batch))
+            .run_with_dedupe(move |c, d| mailbox::commit_batch(c, d, batch))
             .await
     }
 
@@ -329,11 +332,14 @@ impl MessageStore for SqliteStore {
         let device = device.clone();
         let delivery_ids = delivery_ids.to_vec();
         self.worker
-            .run(move |c| {
+            .run_with_dedupe(move |c, dedupe| {
                 let tx = write(c)?;
-                let acknowledged = mailbox::acknowledge(&tx, &device, &delivery_ids)?;
+                let mut changes = Changes::default();
+                let requests = [(&device, delivery_ids.as_slice())];
+                let mut acknowledged = mailbox::acknowledge(&tx, dedupe, &mut changes, requests)?;
                 tx.commit()?;
-                Ok(acknowledged)
+                dedupe.apply(changes);
+                Ok(acknowledged.pop().unwrap_or_default())
             })
             .await
     }
@@ -347,14 +353,14 @@ impl MessageStore for SqliteStore {
         }
         let acks = acks.to_vec();
         self.worker
-            .run(move |c| {
+            .run_with_dedupe(move |c, dedupe| {
                 // One transaction (one commit) for the whole batch.
                 let tx = write(c)?;
-                let all = acks
-                    .iter()
-                    .map(|(device, ids)| mailbox::acknowledge(&tx, device, ids))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut changes = Changes::default();
+                let requests = acks.iter().map(|(device, ids)| (device, ids.as_slice()));
+                let all = mailbox::acknowledge(&tx, dedupe, &mut changes, requests)?;
                 tx.commit()?;
+                dedupe.apply(changes);
                 Ok(all)
             })
             .await
@@ -373,7 +379,9 @@ impl MessageStore for SqliteStore {
         loop {
             let chunk = self
                 .worker
-                .run(move |c| mailbox::expire_chunk(c, now_ms, mailbox::EXPIRY_CHUNK))
+                .run_with_dedupe(move |c, d| {
+                    mailbox::expire_chunk(c, d, now_ms, mailbox::EXPIRY_CHUNK)
+                })
                 .await?;
             expired += chunk;
             if chunk < u64::from(mailbox::EXPIRY_CHUNK) {

@@ -22,9 +22,11 @@ use tokio::sync::oneshot;
 
 use super::super::StoreError;
 use super::checkpoint::Checkpointer;
+use super::dedupe::Dedupe;
 
-/// A unit of work for the connection thread.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A unit of work for the connection thread: it gets the connection and the mailbox's dedupe
+/// index, which lives on the thread beside it.
+type Job = Box<dyn FnOnce(&mut Connection, &mut Dedupe) + Send>;
 
 /// The sending side of the connection thread's queue. Cheap to clone; the thread ends (and
 /// closes its connection) when the last clone is dropped and the queue is empty.
@@ -58,18 +60,27 @@ impl Worker {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_with_dedupe(move |connection, _| call(connection))
+            .await
+    }
+
+    /// [`Worker::run`] for a call that also uses the mailbox's dedupe index.
+    pub(super) async fn run_with_dedupe<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &mut Dedupe) -> Result<T, StoreError> + Send + 'static,
+    {
         let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |connection| {
+        let job: Job = Box::new(move |connection, dedupe| {
             if answer.is_closed() {
                 return;
             }
-            let result = panic::catch_unwind(AssertUnwindSafe(|| call(connection))).unwrap_or_else(
-                |payload| {
+            let result = panic::catch_unwind(AssertUnwindSafe(|| call(connection, dedupe)))
+                .unwrap_or_else(|payload| {
                     let message = panic_message(payload.as_ref());
                     tracing::error!(%message, "a SQLite store call panicked; rolled back");
                     Err(StoreError::Panicked(message))
-                },
-            );
+                });
             // The caller may have stopped waiting meanwhile: then nobody needs the answer.
             let _ = answer.send(result);
         });
@@ -93,10 +104,11 @@ fn serve(
     queue: &mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
 ) {
+    let mut dedupe = Dedupe::default();
     while let Ok(first) = queue.recv() {
-        run_job(&mut connection, first);
+        run_job(&mut connection, &mut dedupe, first);
         while let Ok(next) = queue.try_recv() {
-            run_job(&mut connection, next);
+            run_job(&mut connection, &mut dedupe, next);
         }
         if let Some(checkpointer) = checkpointer {
             checkpointer.nudge();
@@ -104,8 +116,8 @@ fn serve(
     }
 }
 
-fn run_job(connection: &mut Connection, job: Job) {
-    job(connection);
+fn run_job(connection: &mut Connection, dedupe: &mut Dedupe, job: Job) {
+    job(connection, dedupe);
     // A job that panicked inside its transaction has already rolled it back (the transaction's
     // drop ran during the unwinding); make sure nothing stays open anyway.
     if !connection.is_autocommit()

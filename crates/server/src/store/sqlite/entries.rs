@@ -1,0 +1,173 @@
+//! Rows of the `mailbox` table written and deleted several at a time.
+//!
+//! Each SQLite statement run costs a fixed part beside its rows: cursors opened and closed on
+//! the table and its indexes, a statement journal, the parent check of the foreign key, and for
+//! `DELETE … RETURNING` an ephemeral table to hold the returned rows. With one statement per
+//! entry that fixed part was most of the store thread's work on a relayed message (its entry and
+//! its receipt are each inserted and deleted once). Here entries are inserted with one
+//! multi-row `INSERT` per [`CHUNK`] rows and acknowledged with one `SELECT` and one `DELETE`
+//! per [`CHUNK`] delivery ids; the statements of each size are prepared once and cached.
+
+use std::sync::OnceLock;
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::store::StoreError;
+
+/// Rows (or ids) per statement.
+pub(super) const CHUNK: usize = 16;
+
+/// Columns of an entry row, in the order of [`EntryRow::params`].
+const COLUMNS: &str = "seq, device, delivery_id, kind, peer_address, peer_device_id, \
+                       client_message_ids, server_timestamp_ms, expires_at_ms, ciphertext_type, \
+                       body, shared_body, group_id";
+const COLUMN_COUNT: usize = 13;
+
+/// One row of the `mailbox` table, borrowed from what it is made of.
+#[derive(Debug)]
+pub(super) struct EntryRow<'a> {
+    pub seq: i64,
+    pub device: i64,
+    pub delivery_id: i64,
+    pub kind: i64,
+    pub peer_address: &'a str,
+    pub peer_device_id: i64,
+    pub client_message_ids: &'a [u8],
+    pub server_timestamp_ms: i64,
+    pub expires_at_ms: i64,
+    pub ciphertext_type: Option<i64>,
+    pub body: Option<&'a [u8]>,
+    pub shared_body: Option<i64>,
+    pub group_id: Option<&'a [u8]>,
+}
+
+impl EntryRow<'_> {
+    fn params(&self) -> [&dyn ToSql; COLUMN_COUNT] {
+        [
+            &self.seq,
+            &self.device,
+            &self.delivery_id,
+            &self.kind,
+            &self.peer_address,
+            &self.peer_device_id,
+            &self.client_message_ids,
+            &self.server_timestamp_ms,
+            &self.expires_at_ms,
+            &self.ciphertext_type,
+            &self.body,
+            &self.shared_body,
+            &self.group_id,
+        ]
+    }
+}
+
+/// The row id the next entry takes: entries are numbered in arrival order by the store itself,
+/// so that the rows of a multi-row insert have known ids (the dedupe index keeps them).
+pub(super) fn next_seq(tx: &Connection) -> Result<i64, StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT MAX(seq) FROM mailbox")?
+        .query_row([], |row| row.get(0))
+        .optional()?
+        .flatten();
+    Ok(last.unwrap_or(0) + 1)
+}
+
+/// Inserts `rows`, [`CHUNK`] per statement.
+pub(super) fn insert(tx: &Connection, rows: &[EntryRow<'_>]) -> Result<(), StoreError> {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let row = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
+        (1..=CHUNK)
+            .map(|n| {
+                format!(
+                    "INSERT INTO mailbox ({COLUMNS}) VALUES {}",
+                    vec![row.as_str(); n].join(", ")
+                )
+            })
+            .collect()
+    });
+    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(CHUNK * COLUMN_COUNT);
+    for chunk in rows.chunks(CHUNK) {
+        params.clear();
+        for row in chunk {
+            params.extend(row.params());
+        }
+        tx.prepare_cached(&sql[chunk.len() - 1])?
+            .execute(params.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The columns an acknowledgement reads of each entry it deletes.
+#[derive(Debug)]
+pub(super) struct Acked {
+    pub seq: i64,
+    pub device: i64,
+    pub delivery_id: i64,
+    pub kind: i64,
+    pub peer_address: String,
+    pub peer_device_id: i64,
+    pub client_message_ids: Vec<u8>,
+    pub shared_body: Option<i64>,
+}
+
+/// Deletes the entries named by `(device row, delivery id)` pairs (without repeats), whatever
+/// their devices, and returns them sorted by device and delivery id; pairs with no entry are
+/// skipped.
+pub(super) fn delete_acknowledged(
+    tx: &Connection,
+    pairs: &[(i64, i64)],
+) -> Result<Vec<Acked>, StoreError> {
+    static SQL: OnceLock<(String, String)> = OnceLock::new();
+    let (select, delete) = SQL.get_or_init(|| {
+        // Each term is one search of the (device, delivery_id) index (SQLite's OR optimisation).
+        let terms: Vec<String> = (0..CHUNK)
+            .map(|n| format!("(device = ?{} AND delivery_id = ?{})", 2 * n + 1, 2 * n + 2))
+            .collect();
+        let list: Vec<String> = (1..=CHUNK).map(|n| format!("?{n}")).collect();
+        (
+            format!(
+                "SELECT seq, device, delivery_id, kind, peer_address, peer_device_id, \
+                 client_message_ids, shared_body FROM mailbox WHERE {}",
+                terms.join(" OR ")
+            ),
+            format!("DELETE FROM mailbox WHERE seq IN ({})", list.join(", ")),
+        )
+    });
+    let mut acked = Vec::with_capacity(pairs.len());
+    // Unused places of a chunk are NULL, which nothing equals.
+    let mut params: Vec<Option<i64>> = Vec::with_capacity(2 * CHUNK);
+    for chunk in pairs.chunks(CHUNK) {
+        let first = acked.len();
+        params.clear();
+        for &(device, delivery_id) in chunk {
+            params.extend([Some(device), Some(delivery_id)]);
+        }
+        params.resize(2 * CHUNK, None);
+        let mut statement = tx.prepare_cached(select)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(&params))?;
+        while let Some(row) = rows.next()? {
+            acked.push(Acked {
+                seq: row.get(0)?,
+                device: row.get(1)?,
+                delivery_id: row.get(2)?,
+                kind: row.get(3)?,
+                peer_address: row.get(4)?,
+                peer_device_id: row.get(5)?,
+                client_message_ids: row.get(6)?,
+                shared_body: row.get(7)?,
+            });
+        }
+        if acked.len() == first {
+            continue;
+        }
+        params.clear();
+        params.extend(acked[first..].iter().map(|entry| Some(entry.seq)));
+        params.resize(CHUNK, None);
+        tx.prepare_cached(delete)?
+            .execute(rusqlite::params_from_iter(&params))?;
+    }
+    acked.sort_unstable_by_key(|entry| (entry.device, entry.delivery_id));
+    Ok(acked)
+}
