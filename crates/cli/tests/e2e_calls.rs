@@ -7,9 +7,9 @@
 
 mod e2e_support;
 
-use std::process::Stdio;
+use std::path::Path;
 
-use e2e_support::{Server, User, stderr, stdout};
+use e2e_support::{start_server_with_users, stderr, stdout};
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
@@ -38,42 +38,28 @@ fn wav(sample_rate: u32, frames: usize) -> Vec<u8> {
     out
 }
 
+/// Writes `in.wav`, `frames` frames long, into `dir` for Alice to send; returns its path as
+/// an argument of `confianza call`.
+fn audio_file(dir: &Path, frames: usize) -> String {
+    let input = dir.join("in.wav");
+    std::fs::write(&input, wav(SAMPLE_RATE, frames)).unwrap();
+    input.to_str().unwrap().to_owned()
+}
+
 #[test]
 fn the_saved_audio_equals_the_sent_audio() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    alice.init(&server);
-    bob.init(&server);
+    let (_server, [alice, bob]) = start_server_with_users([ALICE, BOB]);
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.wav");
+    let input = &audio_file(dir.path(), FRAMES);
     let output = dir.path().join("out.wav");
-    let sent = wav(SAMPLE_RATE, FRAMES);
-    std::fs::write(&input, &sent).unwrap();
+    let output = output.to_str().unwrap();
 
     // Bob waits for the call; Alice calls once he is listening (the offer would also wait
     // in his mailbox).
-    let answerer = bob
-        .command(&[
-            "answer",
-            "--save-audio",
-            output.to_str().unwrap(),
-            "--timeout",
-            "30s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = alice.run(&[
-        "call",
-        BOB,
-        "--send-audio",
-        input.to_str().unwrap(),
-        "--timeout",
-        "30s",
-    ]);
-    let answered = answerer.wait_with_output().unwrap();
+    let (out, answered) = bob.in_background(
+        &["answer", "--save-audio", output, "--timeout", "30s"],
+        || alice.run(&["call", BOB, "--send-audio", input, "--timeout", "30s"]),
+    );
     assert!(
         out.status.success(),
         "call failed: {}{}\nanswer: {}{}",
@@ -108,48 +94,25 @@ fn the_saved_audio_equals_the_sent_audio() {
         "{answerer_says}"
     );
     assert_eq!(
-        std::fs::read(&output).unwrap(),
-        sent,
+        std::fs::read(output).unwrap(),
+        wav(SAMPLE_RATE, FRAMES),
         "the saved audio differs"
     );
 
     // The offer is in both histories, and Bob's mailbox holds no second copy of it.
-    let error = bob.fails(&[
-        "answer",
-        "--save-audio",
-        output.to_str().unwrap(),
-        "--timeout",
-        "1s",
-    ]);
+    let error = bob.fails(&["answer", "--save-audio", output, "--timeout", "1s"]);
     assert!(error.contains("no call within 1s"), "{error}");
 }
 
 #[test]
 fn a_declined_call_ends_the_callers_command_with_an_error() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    alice.init(&server);
-    bob.init(&server);
+    let (_server, [alice, bob]) = start_server_with_users([ALICE, BOB]);
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.wav");
-    std::fs::write(&input, wav(SAMPLE_RATE, FRAMES)).unwrap();
+    let input = &audio_file(dir.path(), FRAMES);
 
-    let decliner = bob
-        .command(&["answer", "--decline", "--timeout", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let error = alice.fails(&[
-        "call",
-        BOB,
-        "--send-audio",
-        input.to_str().unwrap(),
-        "--timeout",
-        "30s",
-    ]);
-    let declined = decliner.wait_with_output().unwrap();
+    let (error, declined) = bob.in_background(&["answer", "--decline", "--timeout", "30s"], || {
+        alice.fails(&["call", BOB, "--send-audio", input, "--timeout", "30s"])
+    });
     assert!(
         declined.status.success(),
         "answer --decline failed: {}{}",
@@ -188,15 +151,9 @@ fn a_declined_call_ends_the_callers_command_with_an_error() {
 
 #[test]
 fn bad_input_is_a_one_line_error() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    alice.init(&server);
-    bob.init(&server);
+    let (_server, [alice, bob]) = start_server_with_users([ALICE, BOB]);
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.wav");
-    std::fs::write(&input, wav(SAMPLE_RATE, 160)).unwrap();
-    let input = input.to_str().unwrap();
+    let input = &audio_file(dir.path(), 160);
 
     for command in ["call", "answer"] {
         let help = alice.ok(&[command, "--help"]);

@@ -7,7 +7,9 @@
 
 mod e2e_support;
 
-use e2e_support::{Server, User, messages_from, snapshot, stderr, stdout, wal_files};
+use e2e_support::{
+    Server, User, messages_from, snapshot, start_server_with_users, stderr, stdout, wal_files,
+};
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
@@ -165,13 +167,8 @@ fn enroll_send_receive_offline_exactly_once_and_verify() {
 
 #[test]
 fn revoked_contacts_are_refused_and_own_certificates_shown_renewed_revoked() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let carol = User::new("carol@example.org");
-    let dave = User::new("dave@example.org");
-    alice.init(&server);
-    carol.init(&server);
-    dave.init(&server);
+    let (server, [alice, _carol, dave]) =
+        start_server_with_users([ALICE, "carol@example.org", "dave@example.org"]);
 
     // Own certificate, as openssl prints it; and the pinned CA.
     let out = alice.ok(&["cert", "show"]);
@@ -373,13 +370,8 @@ fn a_wrong_passphrase_is_refused_and_loses_nothing() {
 
 #[test]
 fn groups_are_created_changed_listed_and_left() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    let carol = User::new("carol@example.org");
-    alice.init(&server);
-    bob.init(&server);
-    carol.init(&server);
+    let (_server, [alice, bob, _carol]) =
+        start_server_with_users([ALICE, BOB, "carol@example.org"]);
 
     let out = alice.ok(&["group", "create", "team", BOB]);
     assert!(out.contains("team: 2 members"), "{out}");
@@ -440,11 +432,7 @@ fn every_command_has_help() {
 
 #[test]
 fn read_receipts_are_sent_by_default_and_can_be_turned_off() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    alice.init(&server);
-    bob.init(&server);
+    let (_server, [alice, bob]) = start_server_with_users([ALICE, BOB]);
 
     alice.ok(&["send", BOB, "did you read this?"]);
     let out = bob.ok(&["receive"]);
@@ -477,11 +465,7 @@ fn read_receipts_are_sent_by_default_and_can_be_turned_off() {
 
 #[test]
 fn history_shows_both_sides_with_delivery_read_state_and_attachments() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    alice.init(&server);
-    bob.init(&server);
+    let (_server, [alice, bob]) = start_server_with_users([ALICE, BOB]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, b"minutes of the meeting").unwrap();
@@ -536,32 +520,20 @@ fn history_shows_both_sides_with_delivery_read_state_and_attachments() {
 
 #[test]
 fn group_messages_are_read_member_by_member() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    let carol = User::new("carol@example.org");
-    alice.init(&server);
-    bob.init(&server);
-    carol.init(&server);
+    let (_server, [alice, bob, carol]) = start_server_with_users([ALICE, BOB, "carol@example.org"]);
     alice.ok(&["group", "create", "team", BOB, "carol@example.org"]);
     alice.ok(&["send", "--group", "team", "hello team"]);
 
     let out = alice.ok(&["history", "--group", "team"]);
     assert!(out.trim_end().ends_with("me [sent]: hello team"), "{out}");
-    bob.ok(&["receive"]);
-    alice.ok(&["receive"]);
-    let out = alice.ok(&["history", "--group", "team"]);
-    assert!(
-        out.trim_end().ends_with("me [read by 1 of 2]: hello team"),
-        "{out}"
-    );
-    carol.ok(&["receive"]);
-    alice.ok(&["receive"]);
-    let out = alice.ok(&["history", "--group", "team"]);
-    assert!(
-        out.trim_end().ends_with("me [read by 2 of 2]: hello team"),
-        "{out}"
-    );
+    // Each member reads it in turn; Alice's history counts their read receipts.
+    for (reader, readers) in [(&bob, 1), (&carol, 2)] {
+        reader.ok(&["receive"]);
+        alice.ok(&["receive"]);
+        let out = alice.ok(&["history", "--group", "team"]);
+        let state = format!("me [read by {readers} of 2]: hello team");
+        assert!(out.trim_end().ends_with(&state), "{out}");
+    }
     let out = bob.ok(&["history", "--group", "team"]);
     assert_eq!(messages_from(&out, ALICE).len(), 1, "{out}");
     assert!(out.trim_end().ends_with(": hello team"), "{out}");
@@ -572,11 +544,7 @@ fn group_messages_are_read_member_by_member() {
 
 #[test]
 fn a_profile_at_rest_is_its_database_without_wal_or_shm_files() {
-    let server = Server::start();
-    let alice = User::new(ALICE);
-    let bob = User::new(BOB);
-    alice.init(&server);
-    bob.init(&server);
+    let (_server, [alice, bob]) = start_server_with_users([ALICE, BOB]);
     assert_eq!(wal_files(&alice.profile()), Vec::<String>::new());
 
     let dir = tempfile::tempdir().unwrap();

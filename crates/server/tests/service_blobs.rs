@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use confianza_api::{BlobId, BlobStatus, ErrorCode, RequestBody, ResponseBody};
 use confianza_server::service::{BLOB_CHUNK_SIZE, BlobQuota, BlobStore, expire_blobs_once};
 use confianza_server::store::MessageStore;
+use support::blobs::create_blobs_racing;
 use support::{TestClient, TestServer};
 
 const CHUNK: usize = BLOB_CHUNK_SIZE as usize;
@@ -318,50 +319,10 @@ async fn concurrent_creations_of_one_account_never_pass_its_quota() {
     for _ in 0..DEVICES {
         devices.push(server.enroll("dave@example.org", 1).await);
     }
-    let tasks: Vec<_> = devices
-        .into_iter()
-        .map(|mut device| {
-            tokio::spawn(async move {
-                let ids: Vec<u64> = {
-                    let mut ids = Vec::new();
-                    for _ in 0..CREATIONS_EACH {
-                        ids.push(
-                            device
-                                .send_request(RequestBody::BlobCreate { size: 1_000 })
-                                .await,
-                        );
-                    }
-                    ids
-                };
-                let mut outcomes = Vec::new();
-                for id in ids {
-                    outcomes.push(match device.response(id).await.result {
-                        Ok(ResponseBody::BlobCreated { .. }) => Ok(()),
-                        Ok(other) => panic!("not BlobCreated: {other:?}"),
-                        Err(error) => Err(error.code),
-                    });
-                }
-                (device, outcomes)
-            })
-        })
-        .collect();
-    let mut created = 0;
-    let mut refused = 0;
-    let mut devices = Vec::new();
-    for task in tasks {
-        let (device, outcomes) = task.await.expect("creator");
-        devices.push(device);
-        for outcome in outcomes {
-            match outcome {
-                Ok(()) => created += 1,
-                Err(ErrorCode::QuotaExceeded) => refused += 1,
-                Err(other) => panic!("unexpected refusal {other:?}"),
-            }
-        }
-    }
-    assert_eq!(created, ALLOWED);
-    assert_eq!(refused, (DEVICES * CREATIONS_EACH) as u64 - ALLOWED);
-    let mut device = devices.pop().expect("a device");
+    let mut racing = create_blobs_racing(devices, CREATIONS_EACH, 1_000).await;
+    assert_eq!(racing.created.len() as u64, ALLOWED);
+    assert_eq!(racing.refused, DEVICES * CREATIONS_EACH - ALLOWED as usize);
+    let mut device = racing.devices.pop().expect("a device");
     assert_eq!(
         try_create(&mut device, 1).await,
         Err(ErrorCode::QuotaExceeded)

@@ -33,6 +33,7 @@ use confianza_server::service::{BlobQuota, BlobStore, NatsLink, ServiceOptions, 
 use confianza_server::store::{AnyMessageStore, BlobRecord, BlobUsage, Database, MessageStore};
 use rand::Rng;
 use sqlx::AssertSqlSafe;
+use support::blobs::create_blobs_racing;
 use support::{TestClient, TestServer};
 
 /// What the nodes of one test share.
@@ -610,47 +611,12 @@ async fn blob_creations_racing_on_both_nodes_never_pass_the_quota() {
         devices.push(cluster.first.enroll("dave@example.org", 1).await);
         devices.push(cluster.second.enroll("dave@example.org", 1).await);
     }
-    // Every device sends all its creations before reading any answer, all devices at once.
-    let tasks: Vec<_> = devices
-        .into_iter()
-        .map(|mut device| {
-            tokio::spawn(async move {
-                let mut requests = Vec::new();
-                for _ in 0..CREATIONS_EACH {
-                    requests.push(
-                        device
-                            .send_request(RequestBody::BlobCreate { size: 100 })
-                            .await,
-                    );
-                }
-                let mut outcomes = Vec::new();
-                for request in requests {
-                    outcomes.push(match device.response(request).await.result {
-                        Ok(ResponseBody::BlobCreated { blob_id, .. }) => Ok(blob_id),
-                        Ok(other) => panic!("not BlobCreated: {other:?}"),
-                        Err(error) => Err(error.code),
-                    });
-                }
-                (device, outcomes)
-            })
-        })
-        .collect();
-    let mut created = HashSet::new();
-    let mut refused = 0;
-    let mut devices = Vec::new();
-    for task in tasks {
-        let (device, outcomes) = task.await.expect("creator");
-        devices.push(device);
-        for outcome in outcomes {
-            match outcome {
-                Ok(blob_id) => assert!(created.insert(blob_id), "one id twice"),
-                Err(ErrorCode::QuotaExceeded) => refused += 1,
-                Err(other) => panic!("unexpected refusal {other:?}"),
-            }
-        }
-    }
-    assert_eq!(created.len(), ALLOWED);
-    assert_eq!(refused, 2 * DEVICES_PER_NODE * CREATIONS_EACH - ALLOWED);
+    let racing = create_blobs_racing(devices, CREATIONS_EACH, 100).await;
+    assert_eq!(racing.created.len(), ALLOWED);
+    assert_eq!(
+        racing.refused,
+        2 * DEVICES_PER_NODE * CREATIONS_EACH - ALLOWED
+    );
     let now_ms = u64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -670,6 +636,6 @@ async fn blob_creations_racing_on_both_nodes_never_pass_the_quota() {
             bytes: 100 * ALLOWED as u64
         }
     );
-    drop(devices);
+    drop(racing);
     cluster.finish().await;
 }

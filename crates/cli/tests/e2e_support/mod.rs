@@ -169,6 +169,17 @@ impl Drop for Server {
     }
 }
 
+/// Starts a server and enrolls a user for each of `addresses`, in that order. Keep the server
+/// bound to a name (`_server` will do, `_` will not): dropping it stops the service.
+pub fn start_server_with_users<const N: usize>(addresses: [&str; N]) -> (Server, [User; N]) {
+    let server = Server::start();
+    let users = addresses.map(User::new);
+    for user in &users {
+        user.init(&server);
+    }
+    (server, users)
+}
+
 /// One user: a `CONFIANZA_HOME` of their own.
 pub struct User {
     pub home: tempfile::TempDir,
@@ -193,6 +204,21 @@ impl User {
             .env_remove("XDG_DATA_HOME")
             .stdin(Stdio::null());
         command
+    }
+
+    /// Runs `confianza ARGS` in the background while `foreground` runs (started first, so that
+    /// a call placed in `foreground` finds this user answering); returns what `foreground`
+    /// returned and the background command's output.
+    pub fn in_background<T>(&self, args: &[&str], foreground: impl FnOnce() -> T) -> (T, Output) {
+        let background = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("confianza starts");
+        let result = foreground();
+        let output = background.wait_with_output().expect("confianza runs");
+        (result, output)
     }
 
     /// Runs `confianza ARGS` and returns its output.

@@ -189,41 +189,37 @@ mod tests {
             .credential_serial
     }
 
-    #[tokio::test]
-    async fn an_unrecorded_rotation_is_discarded_on_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let authority = fresh(dir.path()).await;
-        let before = authority.intermediate_der().to_vec();
-        let staged = init::stage_intermediate(&authority, None, SealParams::INSECURE_FOR_TESTS)
-            .await
-            .expect("stage");
-        let staged_serial =
-            serial_of(&staging_of(authority.layout()).intermediate_cert()).expect("staged serial");
-        drop(staged);
-        drop(authority);
-        // "Crash" here: staged, nothing recorded.
-        let reopened = Authority::open(dir.path(), None, None)
-            .await
-            .expect("reopen");
-        assert!(!reopened.layout().rotation_staging().exists());
-        assert_eq!(reopened.intermediate_der(), before.as_slice());
-        assert!(
-            reopened
-                .store()
-                .certificate(&staged_serial)
-                .await
-                .expect("query")
-                .is_none()
-        );
-        // The previous set is whole: it still signs a CRL.
-        reopened
-            .publish_crl(std::time::SystemTime::now())
-            .await
-            .expect("crl");
+    /// Where a test's `ca new-intermediate` crashes (the steps of the module documentation).
+    enum Crash {
+        /// After step 1: staged, nothing recorded.
+        BeforeRecording,
+        /// After step 2: recorded, no file moved.
+        BeforeMoving,
+        /// In step 3, once the first `moved` staged files have replaced the live ones.
+        WhileMoving { moved: usize },
     }
 
-    #[tokio::test]
-    async fn a_recorded_rotation_is_finished_on_open() {
+    /// A directory whose rotation crashed, as the next start found it.
+    struct Reopened {
+        /// The directory opened again after the crash.
+        authority: Authority,
+        /// The intermediate certificate (DER) in use before the rotation.
+        before: Vec<u8>,
+        /// The operator's RA officer's credential serial before the rotation.
+        old_credential: String,
+        /// The staged intermediate certificate (DER) and its serial.
+        staged_der: Vec<u8>,
+        staged_serial: String,
+        /// The serial of the staged RA officer certificate.
+        staged_officer: String,
+        /// Declared last: removed after the authority that has it open is dropped.
+        _dir: tempfile::TempDir,
+    }
+
+    /// Runs `ca new-intermediate` on a fresh directory up to `crash`, then opens the directory
+    /// again. Whatever the crash point, the open must leave no staging directory behind and a
+    /// whole live set: one that still signs a CRL.
+    async fn crash_and_reopen(crash: Crash) -> Reopened {
         let dir = tempfile::tempdir().expect("tempdir");
         let authority = fresh(dir.path()).await;
         let before = authority.intermediate_der().to_vec();
@@ -231,56 +227,66 @@ mod tests {
         let staged = init::stage_intermediate(&authority, None, SealParams::INSECURE_FOR_TESTS)
             .await
             .expect("stage");
-        init::record_intermediate(authority.store(), &staged)
-            .await
-            .expect("record");
-        let staging = staging_of(authority.layout());
-        let staged_der = layout::read_certificate(&staging.intermediate_cert()).expect("staged");
-        let staged_officer = serial_of(&staging.officer_cert()).expect("officer serial");
-        drop(authority);
-        // "Crash" here: recorded, no file moved.
-        let reopened = Authority::open(dir.path(), None, None)
-            .await
-            .expect("reopen");
-        assert!(!reopened.layout().rotation_staging().exists());
-        assert_ne!(reopened.intermediate_der(), before.as_slice());
-        assert_eq!(reopened.intermediate_der(), staged_der.as_slice());
-        let credential = officer_credential(&reopened).await;
-        assert_ne!(credential, old_credential);
-        assert_eq!(credential, staged_officer);
-        reopened
-            .publish_crl(std::time::SystemTime::now())
-            .await
-            .expect("crl");
-    }
-
-    #[tokio::test]
-    async fn a_half_moved_rotation_is_finished_on_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let authority = fresh(dir.path()).await;
-        let staged = init::stage_intermediate(&authority, None, SealParams::INSECURE_FOR_TESTS)
-            .await
-            .expect("stage");
-        init::record_intermediate(authority.store(), &staged)
-            .await
-            .expect("record");
         let layout = authority.layout().clone();
         let staging = staging_of(&layout);
         let staged_der = layout::read_certificate(&staging.intermediate_cert()).expect("staged");
-        // "Crash" in the middle of step 3: the new intermediate key and OCSP key are live,
-        // their certificates are still staged; the live set does not open on its own.
-        for (staged, live) in moves(&layout, &staging).into_iter().take(2) {
-            fs::rename(staged, live).expect("move");
+        let staged_serial = serial_of(&staging.intermediate_cert()).expect("staged serial");
+        let staged_officer = serial_of(&staging.officer_cert()).expect("officer serial");
+        if !matches!(crash, Crash::BeforeRecording) {
+            init::record_intermediate(authority.store(), &staged)
+                .await
+                .expect("record");
+        }
+        if let Crash::WhileMoving { moved } = crash {
+            for (staged, live) in moves(&layout, &staging).into_iter().take(moved) {
+                fs::rename(staged, live).expect("move");
+            }
         }
         drop(authority);
         let reopened = Authority::open(dir.path(), None, None)
             .await
             .expect("reopen");
         assert!(!reopened.layout().rotation_staging().exists());
-        assert_eq!(reopened.intermediate_der(), staged_der.as_slice());
         reopened
             .publish_crl(std::time::SystemTime::now())
             .await
             .expect("crl");
+        Reopened {
+            authority: reopened,
+            before,
+            old_credential,
+            staged_der,
+            staged_serial,
+            staged_officer,
+            _dir: dir,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_rotation_is_discarded_on_open() {
+        let reopened = crash_and_reopen(Crash::BeforeRecording).await;
+        let authority = &reopened.authority;
+        assert_eq!(authority.intermediate_der(), reopened.before);
+        let recorded = authority.store().certificate(&reopened.staged_serial).await;
+        assert!(recorded.expect("query").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_recorded_rotation_is_finished_on_open() {
+        let reopened = crash_and_reopen(Crash::BeforeMoving).await;
+        let authority = &reopened.authority;
+        assert_ne!(authority.intermediate_der(), reopened.before);
+        assert_eq!(authority.intermediate_der(), reopened.staged_der);
+        let credential = officer_credential(authority).await;
+        assert_ne!(credential, reopened.old_credential);
+        assert_eq!(credential, reopened.staged_officer);
+    }
+
+    #[tokio::test]
+    async fn a_half_moved_rotation_is_finished_on_open() {
+        // The new intermediate key and OCSP key are live, their certificates are still staged:
+        // the live set does not open on its own.
+        let reopened = crash_and_reopen(Crash::WhileMoving { moved: 2 }).await;
+        assert_eq!(reopened.authority.intermediate_der(), reopened.staged_der);
     }
 }

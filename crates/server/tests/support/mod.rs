@@ -4,6 +4,8 @@
 //! protocol. Shared by the `service_*` test binaries.
 #![allow(dead_code)]
 
+pub mod blobs;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
