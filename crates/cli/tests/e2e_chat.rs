@@ -1,7 +1,7 @@
 //! `confianza chat` driven through a pseudo-terminal (a private tmux server): it starts,
 //! shows the conversation, sends what is typed, shows the peer's reply live with its
-//! verification state and our message's delivery state, lists and sends to groups, and
-//! quits on Esc.
+//! verification state and our message's delivery state, lists and sends to groups (with how
+//! many members a group message reached), and quits on Esc.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e_support;
@@ -148,6 +148,11 @@ fn chat_sends_what_is_typed_and_shows_replies_live() {
     let screen = tmux.wait_for("me: hello team");
     assert!(screen.contains("sent to #team"), "{screen}");
     assert!(!screen.contains("hello from the shell"), "{screen}");
+    // Bob's device takes it without sending a read receipt: the server's delivery receipt
+    // (it names Bob, not the group) counts him as one member reached.
+    let out = bob.ok(&["receive", "--no-read-receipts"]);
+    assert!(out.contains("hello team"), "{out}");
+    tmux.wait_for("hello team  [delivered to 1 of 1]");
 
     // /open adds a conversation; Esc quits.
     tmux.tmux(&["send-keys", "-t", "chat", "-l", "/open carol@example.org"]);

@@ -69,7 +69,8 @@ pub enum ClientEvent {
     Message(StoredMessage),
     /// A message was received again and dropped (already stored).
     Duplicate,
-    /// Messages the user sent were delivered to a device of `recipient`.
+    /// Messages the user sent (to `recipient`, or to a group `recipient` is in) were delivered
+    /// to a device of `recipient`.
     Delivered { recipient: String, count: usize },
     /// A message could not be accepted; it was recorded in the history as refused.
     Refused { sender: String, reason: String },
@@ -468,7 +469,9 @@ impl Client {
                     .iter()
                     .map(|id| id.to_vec())
                     .collect();
-                self.store.mark_delivered(&receipt.recipient, &ids).await?;
+                self.store
+                    .mark_delivered(&receipt.recipient, &ids, now_ms())
+                    .await?;
                 ClientEvent::Delivered {
                     recipient: receipt.recipient,
                     count: ids.len(),

@@ -150,19 +150,21 @@ pub struct StoredMessage {
     pub delivered: bool,
     /// Outgoing: a recipient's read receipt arrived. Incoming: this user has seen it.
     pub read: bool,
-    /// An outgoing group message: how many of the members it was sent to have read it.
-    /// `None` otherwise, and for group messages sent before per-member state was kept (their
-    /// `read` means "read by at least one member").
-    pub group_reads: Option<GroupReads>,
+    /// An outgoing group message: how many of the members it was sent to it reached and have
+    /// read it. `None` otherwise, and for group messages sent before per-member state was kept
+    /// (their `read` means "read by at least one member").
+    pub group_receipts: Option<GroupReceipts>,
 }
 
-/// How many of the members an outgoing group message was sent to have read it.
+/// How many of the members an outgoing group message was sent to it reached and have read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupReads {
-    /// Members whose read receipt for it arrived.
-    pub read: u32,
+pub struct GroupReceipts {
     /// Members it was sent to (the others in the group when it was sent).
     pub recipients: u32,
+    /// Members the server delivered it to (to at least one of their devices).
+    pub delivered: u32,
+    /// Members whose read receipt for it arrived.
+    pub read: u32,
 }
 
 /// The columns [`message_from_row`] decodes, for a query whose `messages` rows are `m`.
@@ -170,7 +172,8 @@ const MESSAGE_COLUMNS: &str = "m.id, m.conversation, m.outgoing, m.peer, m.peer_
      m.client_message_id, m.kind, m.body, m.sent_at_ms, m.server_at_ms, m.verification, \
      m.delivered, m.read_at_ms IS NOT NULL, \
      (SELECT COUNT(r.read_at_ms) FROM message_recipients r WHERE r.message_id = m.id), \
-     (SELECT COUNT(*) FROM message_recipients r WHERE r.message_id = m.id)";
+     (SELECT COUNT(*) FROM message_recipients r WHERE r.message_id = m.id), \
+     (SELECT COUNT(r.delivered_at_ms) FROM message_recipients r WHERE r.message_id = m.id)";
 
 /// A message to add to the history.
 #[derive(Debug, Clone)]
@@ -1138,7 +1141,8 @@ impl Store {
     }
 
     /// Adds an outgoing group message to the history with the members it was sent to, whose
-    /// read receipts [`Store::mark_read`] then counts one by one.
+    /// delivery and read receipts [`Store::mark_delivered`] and [`Store::mark_read`] then count
+    /// one by one.
     pub async fn insert_outgoing_group(
         &self,
         message: &NewMessage<'_>,
@@ -1227,21 +1231,49 @@ impl Store {
         Ok(true)
     }
 
-    /// Marks outgoing messages to `recipient` delivered (a delivery receipt).
+    /// Marks outgoing messages delivered after the server's delivery receipt saying they
+    /// reached a device of `recipient`: a one-to-one message to `recipient`, or a group message
+    /// sent to `recipient` (recorded per member, once whichever of its devices comes first; a
+    /// receipt from anyone it was not sent to changes nothing). The group message itself is
+    /// delivered once it reached one member. Unknown ids are ignored.
     pub async fn mark_delivered(
         &self,
         recipient: &str,
         client_message_ids: &[Vec<u8>],
+        at_ms: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for id in client_message_ids {
             sqlx::query(
-                "UPDATE messages SET delivered = 1 WHERE outgoing = 1 AND peer = ? AND client_message_id = ?",
+                "UPDATE messages SET delivered = 1 WHERE outgoing = 1 AND peer = ? \
+                 AND client_message_id = ? AND conversation NOT LIKE 'group:%'",
             )
             .bind(recipient)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            let member = sqlx::query(
+                "UPDATE message_recipients SET delivered_at_ms = ? WHERE recipient = ? \
+                 AND delivered_at_ms IS NULL AND message_id IN (SELECT id FROM messages \
+                 WHERE outgoing = 1 AND client_message_id = ? AND conversation LIKE 'group:%')",
+            )
+            .bind(to_i64(at_ms))
+            .bind(recipient)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if member.rows_affected() > 0 {
+                sqlx::query(
+                    "UPDATE messages SET delivered = 1 WHERE outgoing = 1 \
+                     AND client_message_id = ? AND conversation LIKE 'group:%' \
+                     AND EXISTS (SELECT 1 FROM message_recipients r \
+                     WHERE r.message_id = messages.id AND r.recipient = ?)",
+                )
+                .bind(id)
+                .bind(recipient)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -1577,11 +1609,12 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage, Stor
         verification: row.try_get(10)?,
         delivered: row.try_get(11)?,
         read: row.try_get(12)?,
-        group_reads: match to_u32(row.try_get(14)?)? {
+        group_receipts: match to_u32(row.try_get(14)?)? {
             0 => None,
-            recipients => Some(GroupReads {
-                read: to_u32(row.try_get(13)?)?,
+            recipients => Some(GroupReceipts {
                 recipients,
+                delivered: to_u32(row.try_get(15)?)?,
+                read: to_u32(row.try_get(13)?)?,
             }),
         },
     })

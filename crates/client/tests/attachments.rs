@@ -4,145 +4,27 @@
 //! name kept inside the target folder.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
 
 use confianza_api::{BlobId, RequestBody, ResponseBody};
-use confianza_client::account::{Client, InitOptions};
+use confianza_client::account::Client;
 use confianza_client::attachments::{AttachmentError, Progress};
 use confianza_client::content::AttachmentPointer;
-use confianza_client::messaging::ClientEvent;
-use confianza_client::sealing::Passphrase;
-use confianza_client::store::{Protection, StoredMessage};
-use confianza_pki::seal::SealParams;
-use confianza_pki::signer::CaAlgorithm;
 use confianza_protocol::attachment::{AttachmentEncryptor, AttachmentKeys};
-use confianza_server::authority::Authority;
-use confianza_server::authority::init::{InitOptions as ServerInit, init};
-use confianza_server::service::{BlobStore, RunningService, ServiceOptions, start};
-use confianza_server::store::{AnyMessageStore, Database};
+use support::server::{Server, next_message, passphrase};
 
-/// How long a test waits for something that should happen.
-const PATIENCE: Duration = Duration::from_secs(60);
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
-
-struct Server {
-    dir: tempfile::TempDir,
-    authority: Authority,
-    _running: RunningService,
-    address: SocketAddr,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let options = ServerInit {
-            organisation: "Example Org".into(),
-            name: "chat.example.org".into(),
-            key_type: CaAlgorithm::Ed25519,
-            domains: vec!["example.org".into()],
-            open_registration: false,
-            http_url: "http://127.0.0.1:8443".into(),
-            seal_params: SealParams::INSECURE_FOR_TESTS,
-        };
-        init(dir.path(), options, None, None).await.unwrap();
-        let authority = Authority::open(dir.path(), None, None).await.unwrap();
-        let database = Database::open_sqlite_file(&authority.layout().database())
-            .await
-            .unwrap();
-        let noise = confianza_server::service::handshake::server_config(&authority).unwrap();
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut options = ServiceOptions::new(
-            AnyMessageStore::new(&database).expect("message store"),
-            Arc::new(authority.clone()),
-            noise,
-            any,
-            any,
-        );
-        options.blobs = Some(BlobStore::local(&dir.path().join("blobs")).unwrap());
-        let running = start(options).await.unwrap();
-        Self {
-            address: running.noise_addr,
-            _running: running,
-            dir,
-            authority,
-        }
-    }
-
-    async fn enroll(&self, home: &Path, address: &str) -> Client {
-        let code = self
-            .authority
-            .create_enrollment_code(address, Duration::from_secs(3600), SystemTime::now())
-            .await
-            .unwrap()
-            .as_str()
-            .to_owned();
-        let (mut client, _) = Client::init(InitOptions {
-            dir: home.join(address),
-            protection: Protection::Passphrase(
-                passphrase().unwrap(),
-                SealParams::INSECURE_FOR_TESTS,
-            ),
-            server: self.address.to_string(),
-            server_name: None,
-            address: address.into(),
-            code,
-            expected_ca_fingerprint: None,
-        })
-        .await
-        .unwrap();
-        client.connect().await.unwrap();
-        client
-    }
-
-    /// Every stored chunk file of every blob, in name order.
-    fn blob_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.push(path);
-                }
-            }
-        }
-        let mut files = Vec::new();
-        walk(&self.dir.path().join("blobs"), &mut files);
-        files.sort();
-        files
-    }
-}
-
-fn passphrase() -> Option<Passphrase> {
-    Some(Passphrase::new("correct horse battery").unwrap())
-}
 
 /// Deterministic, non-repeating test content.
 fn content(len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1])
         .collect()
-}
-
-/// The next stored message, skipping receipts and notices.
-async fn next_message(client: &mut Client) -> StoredMessage {
-    let wait = async {
-        loop {
-            match client.next_event().await.unwrap() {
-                ClientEvent::Message(message) => return message,
-                ClientEvent::Disconnected(reason) => panic!("disconnected: {reason}"),
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .expect("a message in time")
 }
 
 /// Files in the profile's temporary attachment folder.
@@ -156,8 +38,7 @@ fn temp_files(profile: &Path) -> usize {
 async fn a_file_round_trips_and_lands_under_a_fresh_name() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let alice = server.enroll(home.path(), ALICE).await;
-    let mut bob = server.enroll(home.path(), BOB).await;
+    let [alice, mut bob] = server.connected(home.path(), [ALICE, BOB]).await;
 
     let file = home.path().join("photo.png");
     let data = content(1024 * 1024);
@@ -219,8 +100,7 @@ async fn a_file_round_trips_and_lands_under_a_fresh_name() {
 async fn an_interrupted_upload_resumes_where_the_server_stopped() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let alice = server.enroll(home.path(), ALICE).await;
-    let mut bob = server.enroll(home.path(), BOB).await;
+    let [alice, mut bob] = server.connected(home.path(), [ALICE, BOB]).await;
     let file = home.path().join("big.bin");
     let data = content(512 * 1024);
     std::fs::write(&file, &data).unwrap();
@@ -292,8 +172,7 @@ async fn an_interrupted_upload_resumes_where_the_server_stopped() {
 async fn a_blob_altered_on_the_server_is_refused_and_nothing_is_written() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let alice = server.enroll(home.path(), ALICE).await;
-    let mut bob = server.enroll(home.path(), BOB).await;
+    let [alice, mut bob] = server.connected(home.path(), [ALICE, BOB]).await;
     let file = home.path().join("contract.pdf");
     std::fs::write(&file, content(100_000)).unwrap();
     alice.send_attachment(BOB, &file, |_| {}).await.unwrap();
@@ -345,7 +224,7 @@ async fn upload_raw(client: &Client, blob: &[u8]) -> BlobId {
 async fn pointers_that_do_not_match_their_blob_are_refused() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let bob = server.enroll(home.path(), BOB).await;
+    let [bob] = server.connected(home.path(), [BOB]).await;
     let plaintext = content(70_000);
     let keys = AttachmentKeys::generate(&mut rand::rng());
     let mut blob = Vec::new();
@@ -419,9 +298,7 @@ async fn a_group_attachment_is_uploaded_once_and_saved_by_every_member() {
     const CAROL: &str = "carol@example.org";
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let alice = server.enroll(home.path(), ALICE).await;
-    let mut bob = server.enroll(home.path(), BOB).await;
-    let mut carol = server.enroll(home.path(), CAROL).await;
+    let [alice, mut bob, mut carol] = server.connected(home.path(), [ALICE, BOB, CAROL]).await;
     let group = alice
         .group_create("design", &[BOB.to_owned(), CAROL.to_owned()])
         .await

@@ -1,128 +1,21 @@
 //! Two clients and the real messaging service (started in-process on 127.0.0.1:0 from a data
 //! directory made by the server's own `init`): enrollment with RA codes and root pinning,
 //! messages online and offline (delivered once, in order), replies, reconnection with the
-//! cached server key, and the refusals `init` owes the user.
+//! cached server key, the refusals `init` owes the user, groups with their delivery receipts
+//! counted member by member, read receipts and calls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, SystemTime};
 
-use confianza_client::account::{Client, ClientError, InitOptions};
+use confianza_client::account::{Client, ClientError};
 use confianza_client::connection::RequestError;
 use confianza_client::messaging::ClientEvent;
-use confianza_client::sealing::Passphrase;
-use confianza_client::store::{DATABASE_FILE, Protection};
-use confianza_client::trust::{TrustError, fingerprint_hex};
-use confianza_pki::seal::SealParams;
-use confianza_pki::signer::CaAlgorithm;
-use confianza_server::authority::Authority;
-use confianza_server::authority::init::{InitOptions as ServerInit, init};
-use confianza_server::service::{RunningService, ServiceOptions, start};
-use confianza_server::store::{AnyMessageStore, Database};
-
-/// How long a test waits for something that should happen.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-struct Server {
-    _dir: tempfile::TempDir,
-    authority: Authority,
-    running: Option<RunningService>,
-    address: SocketAddr,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let options = ServerInit {
-            organisation: "Example Org".into(),
-            name: "chat.example.org".into(),
-            key_type: CaAlgorithm::Ed25519,
-            domains: vec!["example.org".into()],
-            open_registration: false,
-            http_url: "http://127.0.0.1:8443".into(),
-            seal_params: SealParams::INSECURE_FOR_TESTS,
-        };
-        init(dir.path(), options, None, None).await.unwrap();
-        let authority = Authority::open(dir.path(), None, None).await.unwrap();
-        let database = Database::open_sqlite_file(&authority.layout().database())
-            .await
-            .unwrap();
-        let noise = confianza_server::service::handshake::server_config(&authority).unwrap();
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let options = ServiceOptions::new(
-            AnyMessageStore::new(&database).expect("message store"),
-            Arc::new(authority.clone()),
-            noise,
-            any,
-            any,
-        );
-        let running = start(options).await.unwrap();
-        Self {
-            address: running.noise_addr,
-            running: Some(running),
-            _dir: dir,
-            authority,
-        }
-    }
-
-    async fn code(&self, address: &str) -> String {
-        self.authority
-            .create_enrollment_code(address, Duration::from_secs(3600), SystemTime::now())
-            .await
-            .unwrap()
-            .as_str()
-            .to_owned()
-    }
-
-    fn root_fingerprint(&self) -> String {
-        fingerprint_hex(self.authority.root_der())
-    }
-}
-
-fn passphrase() -> Option<Passphrase> {
-    Some(Passphrase::new("correct horse battery").unwrap())
-}
-
-fn options(server: &Server, dir: &Path, address: &str, code: String) -> InitOptions {
-    InitOptions {
-        dir: dir.to_owned(),
-        protection: Protection::Passphrase(
-            Passphrase::new("correct horse battery").unwrap(),
-            SealParams::INSECURE_FOR_TESTS,
-        ),
-        server: server.address.to_string(),
-        server_name: None,
-        address: address.into(),
-        code,
-        expected_ca_fingerprint: None,
-    }
-}
-
-/// The next stored message, skipping receipts and the end-of-backlog notice.
-async fn next_message(client: &mut Client) -> confianza_client::store::StoredMessage {
-    let wait = async {
-        loop {
-            match client.next_event().await.unwrap() {
-                ClientEvent::Message(message) => return message,
-                ClientEvent::Disconnected(reason) => panic!("disconnected: {reason}"),
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .expect("a message in time")
-}
-
-/// Receives until the backlog is drained.
-async fn drain(client: &mut Client) -> Vec<ClientEvent> {
-    tokio::time::timeout(PATIENCE, client.receive_pending())
-        .await
-        .expect("drained in time")
-        .unwrap()
-}
+use confianza_client::store::{DATABASE_FILE, StoredMessage};
+use confianza_client::trust::TrustError;
+use support::server::{PATIENCE, Server, drain, next_message, passphrase};
+use support::stores::receipts_of_two;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_exchange_messages_online_and_offline() {
@@ -132,19 +25,15 @@ async fn two_clients_exchange_messages_online_and_offline() {
     const BOB: &str = "bob@example.org";
 
     // Alice checks the root's fingerprint she was given out of band; Bob trusts on first use.
-    let mut alice_options = options(
-        &server,
-        &home.path().join("alice"),
-        ALICE,
-        server.code(ALICE).await,
-    );
+    let mut alice_options =
+        server.options(&home.path().join("alice"), ALICE, server.code(ALICE).await);
     alice_options.expected_ca_fingerprint = Some(server.root_fingerprint());
     let (mut alice, enrolled) = Client::init(alice_options).await.unwrap();
     assert!(enrolled.fingerprint_checked);
     assert_eq!(enrolled.root_fingerprint, server.root_fingerprint());
     assert_eq!(alice.account().server_name, "chat.example.org");
     let bob_dir = home.path().join("bob");
-    let (mut bob, enrolled) = Client::init(options(&server, &bob_dir, BOB, server.code(BOB).await))
+    let (mut bob, enrolled) = Client::init(server.options(&bob_dir, BOB, server.code(BOB).await))
         .await
         .unwrap();
     assert_eq!(enrolled.root_fingerprint, server.root_fingerprint());
@@ -268,9 +157,7 @@ async fn two_clients_exchange_messages_online_and_offline() {
             .unwrap()
     );
 
-    if let Some(running) = server.running {
-        running.shutdown().await;
-    }
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,14 +167,9 @@ async fn init_refuses_bad_codes_wrong_roots_and_unknown_servers() {
 
     // A wrong enrollment code: refused, and the profile is left empty for a retry.
     let dir = home.path().join("mallory");
-    let error = Client::init(options(
-        &server,
-        &dir,
-        "mallory@example.org",
-        "not-a-code".into(),
-    ))
-    .await
-    .unwrap_err();
+    let error = Client::init(server.options(&dir, "mallory@example.org", "not-a-code".into()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, ClientError::Request(RequestError::Refused(_))),
         "{error}"
@@ -297,8 +179,7 @@ async fn init_refuses_bad_codes_wrong_roots_and_unknown_servers() {
     // A root that is not the one the user was told about: refused in the handshake, before
     // the code is sent.
     let dir = home.path().join("carol");
-    let mut carol = options(
-        &server,
+    let mut carol = server.options(
         &dir,
         "carol@example.org",
         server.code("carol@example.org").await,
@@ -316,22 +197,20 @@ async fn init_refuses_bad_codes_wrong_roots_and_unknown_servers() {
 
     // Nobody listening.
     let dir = home.path().join("dave");
-    let mut dave = options(&server, &dir, "dave@example.org", "x".into());
+    let mut dave = server.options(&dir, "dave@example.org", "x".into());
     dave.server = "127.0.0.1:1".into();
     let error = Client::init(dave).await.unwrap_err();
     assert!(matches!(error, ClientError::Connection(_)), "{error}");
 
     // An address that is not user@domain.
-    let mut bad = options(&server, &home.path().join("bad"), "no-at-sign", "x".into());
+    let mut bad = server.options(&home.path().join("bad"), "no-at-sign", "x".into());
     bad.server = server.address.to_string();
     assert!(matches!(
         Client::init(bad).await,
         Err(ClientError::Invalid(_))
     ));
 
-    if let Some(running) = server.running {
-        running.shutdown().await;
-    }
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,22 +219,8 @@ async fn a_revoked_contact_is_refused_for_new_sessions() {
     let home = tempfile::tempdir().unwrap();
     const BOB: &str = "bob@example.org";
     const CAROL: &str = "carol@example.org";
-    let (bob, _) = Client::init(options(
-        &server,
-        &home.path().join("bob"),
-        BOB,
-        server.code(BOB).await,
-    ))
-    .await
-    .unwrap();
-    let (mut carol, _) = Client::init(options(
-        &server,
-        &home.path().join("carol"),
-        CAROL,
-        server.code(CAROL).await,
-    ))
-    .await
-    .unwrap();
+    let bob = server.enroll(home.path(), BOB).await;
+    let mut carol = server.enroll(home.path(), CAROL).await;
     carol.connect().await.unwrap();
 
     // Bob's key is compromised; the CA revokes his certificate. The server staples a fresh
@@ -377,31 +242,19 @@ async fn a_revoked_contact_is_refused_for_new_sessions() {
     assert!(error.to_string().contains("revoked"), "{error}");
     assert!(carol.history(BOB, 10).await.unwrap().is_empty());
 
-    if let Some(running) = server.running {
-        running.shutdown().await;
-    }
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_fans_out_one_ciphertext_and_rekeys_when_a_member_leaves() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let mut clients = Vec::new();
-    for name in ["alice", "bob", "carol"] {
-        let address = format!("{name}@example.org");
-        let (mut client, _) = Client::init(options(
-            &server,
-            &home.path().join(name),
-            &address,
-            server.code(&address).await,
-        ))
-        .await
-        .unwrap();
-        client.connect().await.unwrap();
-        drain(&mut client).await;
-        clients.push(client);
-    }
-    let [alice, mut bob, mut carol]: [Client; 3] = clients.try_into().ok().unwrap();
+    let [alice, mut bob, mut carol] = server
+        .connected(
+            home.path(),
+            ["alice@example.org", "bob@example.org", "carol@example.org"],
+        )
+        .await;
     let members = vec!["bob@example.org".to_owned(), "carol@example.org".to_owned()];
     let group = alice.group_create("lunch", &members).await.unwrap();
     assert_eq!(group.members.len(), 3);
@@ -433,32 +286,93 @@ async fn a_group_fans_out_one_ciphertext_and_rekeys_when_a_member_leaves() {
     assert_eq!(report.distributed_to, ["bob@example.org"]);
     assert_eq!(next_message(&mut bob).await.body, "without carol");
 
-    if let Some(running) = server.running {
-        running.shutdown().await;
-    }
+    server.shutdown().await;
+}
+
+/// Receives on `client` until its stored copy of `message` (an outgoing group message) satisfies
+/// `done`; returns that copy.
+async fn await_group_state(
+    client: &mut Client,
+    message: &StoredMessage,
+    done: impl Fn(&StoredMessage) -> bool,
+) -> StoredMessage {
+    let wait = async {
+        loop {
+            let history = client.history(&message.conversation, 100).await.unwrap();
+            let stored = history.into_iter().find(|m| m.id == message.id).unwrap();
+            if done(&stored) {
+                return stored;
+            }
+            if let ClientEvent::Disconnected(reason) = client.next_event().await.unwrap() {
+                panic!("disconnected: {reason}");
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .expect("the receipts in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_is_delivered_member_by_member() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let [mut alice, mut bob, mut carol] = server
+        .connected(
+            home.path(),
+            ["alice@example.org", "bob@example.org", "carol@example.org"],
+        )
+        .await;
+    let members = vec!["bob@example.org".to_owned(), "carol@example.org".to_owned()];
+    let group = alice.group_create("lunch", &members).await.unwrap();
+    // Carol is away: the server keeps her copy, and sends no receipt for her yet.
+    carol.disconnect();
+    alice.send_group_text(group.id, "noon?").await.unwrap();
+    let conversation = confianza_client::groups::group_conversation(&group.id);
+    let sent = alice.history(&conversation, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (sent.delivered, sent.group_receipts),
+        (false, receipts_of_two(0, 0))
+    );
+
+    // The server's delivery receipt names Bob, not the group: it counts for him.
+    let received = next_message(&mut bob).await;
+    assert_eq!(received.body, "noon?");
+    let stored = await_group_state(&mut alice, &sent, |m| m.delivered).await;
+    assert_eq!(stored.group_receipts, receipts_of_two(1, 0));
+
+    carol.connect().await.unwrap();
+    let bodies: Vec<String> = drain(&mut carol)
+        .await
+        .into_iter()
+        .filter_map(|event| match event {
+            ClientEvent::Message(message) => Some(message.body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, ["noon?"]);
+    let stored = await_group_state(&mut alice, &sent, |m| {
+        m.group_receipts.is_some_and(|r| r.delivered == 2)
+    })
+    .await;
+    assert_eq!(stored.group_receipts, receipts_of_two(2, 0));
+
+    // Read receipts are counted beside, not instead.
+    bob.mark_seen(&[received], true).await.unwrap();
+    let stored = await_group_state(&mut alice, &sent, |m| m.read).await;
+    assert_eq!(stored.group_receipts, receipts_of_two(2, 1));
+
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_travel_encrypted_and_can_be_turned_off() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let mut clients = Vec::new();
-    for name in ["alice", "bob"] {
-        let address = format!("{name}@example.org");
-        let (mut client, _) = Client::init(options(
-            &server,
-            &home.path().join(name),
-            &address,
-            server.code(&address).await,
-        ))
-        .await
-        .unwrap();
-        client.connect().await.unwrap();
-        drain(&mut client).await;
-        clients.push(client);
-    }
-    let [mut alice, mut bob]: [Client; 2] = clients.try_into().ok().unwrap();
     let (alice_address, bob_address) = ("alice@example.org", "bob@example.org");
+    let [mut alice, mut bob] = server
+        .connected(home.path(), [alice_address, bob_address])
+        .await;
     alice.send_text(bob_address, "one").await.unwrap();
     alice.send_text(bob_address, "two").await.unwrap();
     let seen = vec![next_message(&mut bob).await, next_message(&mut bob).await];
@@ -527,23 +441,10 @@ async fn a_call_is_offered_and_answered_through_the_server_and_audio_flows() {
     use confianza_client::call::{self, AudioFormat, Wav};
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let mut clients = Vec::new();
-    for name in ["alice", "bob"] {
-        let address = format!("{name}@example.org");
-        let (mut client, _) = Client::init(options(
-            &server,
-            &home.path().join(name),
-            &address,
-            server.code(&address).await,
-        ))
-        .await
-        .unwrap();
-        client.connect().await.unwrap();
-        drain(&mut client).await;
-        clients.push(client);
-    }
-    let [mut alice, mut bob]: [Client; 2] = clients.try_into().ok().unwrap();
     let (alice_address, bob_address) = ("alice@example.org", "bob@example.org");
+    let [mut alice, mut bob] = server
+        .connected(home.path(), [alice_address, bob_address])
+        .await;
 
     let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (invitation, outgoing) =

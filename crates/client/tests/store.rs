@@ -8,24 +8,19 @@ mod support;
 use std::path::Path;
 
 use confianza_client::account::{Client, ClientError};
-use confianza_client::sealing::{Passphrase, SealingError};
+use confianza_client::sealing::SealingError;
 use confianza_client::store::{
-    AccountRecord, DATABASE_FILE, KEY_FILE, Protection, Store, StoreError,
+    AccountRecord, DATABASE_FILE, KEY_FILE, NewMessage, Protection, Store, StoreError,
 };
 use confianza_client::trust::TrustError;
-use confianza_pki::seal::SealParams;
 use confianza_protocol::keys::IdentityKeyPair;
 use confianza_protocol::prekeys::PreKeyRecord;
 use confianza_protocol::state::SessionRecord;
+use support::stores::{
+    assert_secrets, group_message, group_sender_store, key_file_store, outgoing_group_text,
+    passphrase, protected, receipts_of_two, store_with_secrets,
+};
 use support::{Device, Org, rng};
-
-fn passphrase(text: &str) -> Passphrase {
-    Passphrase::new(text).unwrap()
-}
-
-fn protected(text: &str) -> Protection {
-    Protection::Passphrase(passphrase(text), SealParams::INSECURE_FOR_TESTS)
-}
 
 /// The SHA-256 of the database and key files (SQLite's transient `-shm` index excepted), to
 /// prove a refusal changed nothing.
@@ -56,14 +51,8 @@ async fn secrets_round_trip_sealed_under_a_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("alice");
     let mut r = rng(1);
-    let identity = IdentityKeyPair::generate(&mut r);
-    let store = Store::create(&profile, &protected("correct horse"), &mut r)
-        .await
-        .unwrap();
-    store
-        .save_device_secrets(&identity, &[7u8; 32])
-        .await
-        .unwrap();
+    let (store, identity) =
+        store_with_secrets(&profile, &protected("correct horse"), [7u8; 32], &mut r).await;
     let prekey = PreKeyRecord::generate(5, &mut r);
     store
         .save_one_time_pre_keys(std::slice::from_ref(&prekey))
@@ -88,11 +77,7 @@ async fn secrets_round_trip_sealed_under_a_passphrase() {
     let store = Store::open(&profile, || Some(passphrase("correct horse")))
         .await
         .unwrap();
-    assert_eq!(
-        store.identity().await.unwrap().identity_key().serialize(),
-        identity.identity_key().serialize()
-    );
-    assert_eq!(*store.noise_secret().await.unwrap(), [7u8; 32]);
+    assert_secrets(&store, &identity, [7u8; 32]).await;
     let loaded = store.one_time_pre_key(5).await.unwrap().expect("stored");
     assert_eq!(
         loaded.key_pair.public.serialize(),
@@ -123,14 +108,8 @@ async fn a_refused_open_leaves_no_wal_or_shm_file() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("alice");
     let mut r = rng(20);
-    let store = Store::create(&profile, &protected("correct horse"), &mut r)
-        .await
-        .unwrap();
-    let identity = IdentityKeyPair::generate(&mut r);
-    store
-        .save_device_secrets(&identity, &[3u8; 32])
-        .await
-        .unwrap();
+    let (store, identity) =
+        store_with_secrets(&profile, &protected("correct horse"), [3u8; 32], &mut r).await;
     store.close().await;
     let names = file_names(&profile);
     assert_eq!(names, vec![DATABASE_FILE.to_owned()], "a closed store");
@@ -153,11 +132,7 @@ async fn a_refused_open_leaves_no_wal_or_shm_file() {
     let store = Store::open(&profile, || Some(passphrase("correct horse")))
         .await
         .unwrap();
-    assert_eq!(
-        store.identity().await.unwrap().identity_key().serialize(),
-        identity.identity_key().serialize()
-    );
-    assert_eq!(*store.noise_secret().await.unwrap(), [3u8; 32]);
+    assert_secrets(&store, &identity, [3u8; 32]).await;
     store.close().await;
 }
 
@@ -166,13 +141,8 @@ async fn a_wrong_passphrase_is_refused_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("alice");
     let mut r = rng(2);
-    let store = Store::create(&profile, &protected("correct horse"), &mut r)
-        .await
-        .unwrap();
-    store
-        .save_device_secrets(&IdentityKeyPair::generate(&mut r), &[1u8; 32])
-        .await
-        .unwrap();
+    let (store, _) =
+        store_with_secrets(&profile, &protected("correct horse"), [1u8; 32], &mut r).await;
     store.close().await;
     let before = snapshot(&profile);
 
@@ -204,13 +174,7 @@ async fn a_key_file_profile_needs_its_own_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("bob");
     let mut r = rng(3);
-    let store = Store::create(&profile, &Protection::KeyFile, &mut r)
-        .await
-        .unwrap();
-    store
-        .save_device_secrets(&IdentityKeyPair::generate(&mut r), &[2u8; 32])
-        .await
-        .unwrap();
+    let (store, _) = store_with_secrets(&profile, &Protection::KeyFile, [2u8; 32], &mut r).await;
     store.close().await;
     #[cfg(unix)]
     {
@@ -269,13 +233,7 @@ async fn corruption_is_a_typed_error() {
 
     // A sealed row altered in place.
     let profile = dir.path().join("alice");
-    let store = Store::create(&profile, &Protection::KeyFile, &mut r)
-        .await
-        .unwrap();
-    store
-        .save_device_secrets(&IdentityKeyPair::generate(&mut r), &[3u8; 32])
-        .await
-        .unwrap();
+    let (store, _) = store_with_secrets(&profile, &Protection::KeyFile, [3u8; 32], &mut r).await;
     store.close().await;
     let url = format!("sqlite://{}", profile.join(DATABASE_FILE).display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -302,12 +260,7 @@ async fn corruption_is_a_typed_error() {
 
 /// A profile enrolled by hand (no server needed to check trust decisions).
 async fn enrolled_client(dir: &Path, org: &Org, r: &mut support::TestRng) -> Client {
-    let store = Store::create(dir, &Protection::KeyFile, r).await.unwrap();
-    let identity = IdentityKeyPair::generate(r);
-    store
-        .save_device_secrets(&identity, &[4u8; 32])
-        .await
-        .unwrap();
+    let (store, identity) = store_with_secrets(dir, &Protection::KeyFile, [4u8; 32], r).await;
     let certificate = org
         .identity_certificate("alice@example.org", &identity, r)
         .der;
@@ -402,12 +355,9 @@ async fn a_changed_identity_key_is_refused_until_accepted() {
 
 #[tokio::test]
 async fn an_incoming_message_is_committed_once() {
-    use confianza_client::store::NewMessage;
     let dir = tempfile::tempdir().unwrap();
     let mut r = rng(6);
-    let store = Store::create(&dir.path().join("bob"), &Protection::KeyFile, &mut r)
-        .await
-        .unwrap();
+    let store = key_file_store(dir.path(), "bob", &mut r).await;
     let prekey = PreKeyRecord::generate(9, &mut r);
     store
         .save_one_time_pre_keys(std::slice::from_ref(&prekey))
@@ -478,9 +428,7 @@ async fn an_incoming_message_is_committed_once() {
 async fn a_contacts_certificate_is_kept_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = rng(21);
-    let store = Store::create(&dir.path().join("alice"), &Protection::KeyFile, &mut r)
-        .await
-        .unwrap();
+    let store = key_file_store(dir.path(), "alice", &mut r).await;
     let bob = "bob@example.org";
     assert_eq!(store.contact_certificate(bob).await.unwrap(), None);
 
@@ -522,60 +470,26 @@ async fn a_contacts_certificate_is_kept_with_its_key() {
 
 #[tokio::test]
 async fn a_group_message_is_read_member_by_member() {
-    use confianza_client::store::{GroupReads, NewMessage};
     let dir = tempfile::tempdir().unwrap();
-    let mut r = rng(7);
-    let store = Store::create(&dir.path().join("alice"), &Protection::KeyFile, &mut r)
-        .await
-        .unwrap();
-    let group = "group:00112233445566778899aabbccddeeff";
-    let message = NewMessage {
-        conversation: group,
-        outgoing: true,
-        peer: group,
-        peer_device_id: 0,
-        client_message_id: &[1u8; 16],
-        kind: "text",
-        body: "hello team",
-        sent_at_ms: 1,
-        server_at_ms: Some(2),
-        stored_at_ms: 3,
-        verification: "certified",
-    };
-    let members = ["bob@example.org".to_owned(), "carol@example.org".to_owned()];
-    store
-        .insert_outgoing_group(&message, &members)
-        .await
-        .unwrap();
+    let id = [1u8; 16];
+    let store = group_sender_store(dir.path(), &id, &mut rng(7)).await;
     let state = async |store: &Store| {
-        let history = store.history(group, 10).await.unwrap();
-        assert_eq!(history.len(), 1);
-        (history[0].read, history[0].group_reads)
+        let message = group_message(store, &id).await;
+        (message.read, message.group_receipts)
     };
-    let reads = |read| {
-        Some(GroupReads {
-            read,
-            recipients: 2,
-        })
-    };
+    let reads = |read| receipts_of_two(0, read);
     assert_eq!(state(&store).await, (false, reads(0)));
 
-    let id = vec![1u8; 16];
+    let ids = [id.to_vec()];
     assert_eq!(
-        store
-            .mark_read("bob@example.org", std::slice::from_ref(&id), 10)
-            .await
-            .unwrap(),
+        store.mark_read("bob@example.org", &ids, 10).await.unwrap(),
         1
     );
     assert_eq!(state(&store).await, (true, reads(1)));
     // Bob's receipt again, and one from someone the message was not sent to: nothing changes.
     for reader in ["bob@example.org", "mallory@example.org"] {
         assert_eq!(
-            store
-                .mark_read(reader, std::slice::from_ref(&id), 11)
-                .await
-                .unwrap(),
+            store.mark_read(reader, &ids, 11).await.unwrap(),
             0,
             "{reader}"
         );
@@ -583,7 +497,7 @@ async fn a_group_message_is_read_member_by_member() {
     assert_eq!(state(&store).await, (true, reads(1)));
     assert_eq!(
         store
-            .mark_read("carol@example.org", std::slice::from_ref(&id), 12)
+            .mark_read("carol@example.org", &ids, 12)
             .await
             .unwrap(),
         1
@@ -592,11 +506,10 @@ async fn a_group_message_is_read_member_by_member() {
 
     // A group message without per-member rows (sent before they were kept) is read once any
     // member says so.
-    let older = NewMessage {
-        client_message_id: &[2u8; 16],
-        ..message.clone()
-    };
-    store.insert_outgoing(&older).await.unwrap();
+    store
+        .insert_outgoing(&outgoing_group_text(&[2u8; 16]))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .mark_read("bob@example.org", &[vec![2u8; 16]], 13)
@@ -604,9 +517,87 @@ async fn a_group_message_is_read_member_by_member() {
             .unwrap(),
         1
     );
-    let history = store.history(group, 10).await.unwrap();
-    assert_eq!(history.len(), 2);
-    assert!(history[1].read);
-    assert_eq!(history[1].group_reads, None);
+    let older = group_message(&store, &[2u8; 16]).await;
+    assert!(older.read);
+    assert_eq!(older.group_receipts, None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_group_message_is_delivered_member_by_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = [1u8; 16];
+    let store = group_sender_store(dir.path(), &id, &mut rng(8)).await;
+    let state = async |store: &Store| {
+        let message = group_message(store, &id).await;
+        (message.delivered, message.group_receipts)
+    };
+    let delivered = |delivered| receipts_of_two(delivered, 0);
+    assert_eq!(state(&store).await, (false, delivered(0)));
+
+    // A receipt from someone it was not sent to, or for an id never sent: nothing changes.
+    let ids = [id.to_vec()];
+    store
+        .mark_delivered("mallory@example.org", &ids, 10)
+        .await
+        .unwrap();
+    store
+        .mark_delivered("bob@example.org", &[vec![9u8; 16]], 10)
+        .await
+        .unwrap();
+    assert_eq!(state(&store).await, (false, delivered(0)));
+
+    // The receipt names the member (one per device of theirs): each member counts once.
+    for _device in 0..2 {
+        store
+            .mark_delivered("bob@example.org", &ids, 11)
+            .await
+            .unwrap();
+        assert_eq!(state(&store).await, (true, delivered(1)));
+    }
+    store
+        .mark_delivered("carol@example.org", &ids, 12)
+        .await
+        .unwrap();
+    assert_eq!(state(&store).await, (true, delivered(2)));
+    store.mark_read("bob@example.org", &ids, 13).await.unwrap();
+    let message = group_message(&store, &id).await;
+    assert_eq!(message.group_receipts, receipts_of_two(2, 1));
+
+    // A group message without per-member rows cannot tell a member's receipt from one of this
+    // account's other devices: it is left as it was.
+    let older = [2u8; 16];
+    store
+        .insert_outgoing(&outgoing_group_text(&older))
+        .await
+        .unwrap();
+    store
+        .mark_delivered("bob@example.org", &[older.to_vec()], 14)
+        .await
+        .unwrap();
+    let message = group_message(&store, &older).await;
+    assert_eq!((message.delivered, message.group_receipts), (false, None));
+
+    // One-to-one messages are delivered by their recipient's receipt alone, as before.
+    let direct = NewMessage {
+        conversation: "bob@example.org",
+        peer: "bob@example.org",
+        client_message_id: &[3u8; 16],
+        ..outgoing_group_text(&id)
+    };
+    store.insert_outgoing(&direct).await.unwrap();
+    let direct_ids = [vec![3u8; 16]];
+    store
+        .mark_delivered("carol@example.org", &direct_ids, 15)
+        .await
+        .unwrap();
+    assert!(!store.history("bob@example.org", 1).await.unwrap()[0].delivered);
+    store
+        .mark_delivered("bob@example.org", &direct_ids, 16)
+        .await
+        .unwrap();
+    let message = store.history("bob@example.org", 1).await.unwrap().remove(0);
+    assert!(message.delivered);
+    assert_eq!(message.group_receipts, None);
     store.close().await;
 }

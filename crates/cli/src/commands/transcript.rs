@@ -26,15 +26,21 @@ pub fn body(message: &StoredMessage) -> String {
 }
 
 /// The state beside a message: for one of this user's, how far it got (`sent`, `delivered`,
-/// `read`, or for a group message `read by R of N` members); for an incoming one, what was
-/// known of its sender's identity key.
+/// `read`, or for a group message `delivered to D of N` then `read by R of N` members); for an
+/// incoming one, what was known of its sender's identity key.
 pub fn state(message: &StoredMessage) -> String {
     if !message.outgoing {
         return message.verification.clone();
     }
-    match message.group_reads {
-        Some(reads) if reads.read > 0 => {
-            format!("read by {} of {}", reads.read, reads.recipients)
+    match message.group_receipts {
+        Some(receipts) if receipts.read > 0 => {
+            format!("read by {} of {}", receipts.read, receipts.recipients)
+        }
+        Some(receipts) if receipts.delivered > 0 => {
+            format!(
+                "delivered to {} of {}",
+                receipts.delivered, receipts.recipients
+            )
         }
         _ if message.read => "read".to_owned(),
         _ if message.delivered => "delivered".to_owned(),
@@ -49,11 +55,15 @@ pub fn time(message: &StoredMessage) -> String {
 
 #[cfg(test)]
 mod tests {
-    use confianza_client::store::GroupReads;
+    use confianza_client::store::GroupReceipts;
 
     use super::*;
 
-    fn outgoing(group_reads: Option<GroupReads>, delivered: bool, read: bool) -> StoredMessage {
+    fn outgoing(
+        group_receipts: Option<GroupReceipts>,
+        delivered: bool,
+        read: bool,
+    ) -> StoredMessage {
         StoredMessage {
             id: 1,
             conversation: "group:00".into(),
@@ -68,19 +78,44 @@ mod tests {
             verification: "certified".into(),
             delivered,
             read,
-            group_reads,
+            group_receipts,
         }
     }
 
     #[test]
-    fn a_group_message_is_read_per_member() {
-        let reads = |read, recipients| Some(GroupReads { read, recipients });
-        assert_eq!(state(&outgoing(reads(2, 3), true, true)), "read by 2 of 3");
-        assert_eq!(state(&outgoing(reads(3, 3), true, true)), "read by 3 of 3");
-        assert_eq!(state(&outgoing(reads(0, 3), true, false)), "delivered");
-        assert_eq!(state(&outgoing(reads(0, 3), false, false)), "sent");
+    fn a_group_message_is_delivered_and_read_per_member() {
+        let receipts = |delivered, read| {
+            Some(GroupReceipts {
+                recipients: 3,
+                delivered,
+                read,
+            })
+        };
+        assert_eq!(
+            state(&outgoing(receipts(3, 2), true, true)),
+            "read by 2 of 3"
+        );
+        assert_eq!(
+            state(&outgoing(receipts(3, 3), true, true)),
+            "read by 3 of 3"
+        );
+        // A read receipt can come before the server's delivery receipt: read wins.
+        assert_eq!(
+            state(&outgoing(receipts(0, 1), false, true)),
+            "read by 1 of 3"
+        );
+        assert_eq!(
+            state(&outgoing(receipts(1, 0), true, false)),
+            "delivered to 1 of 3"
+        );
+        assert_eq!(
+            state(&outgoing(receipts(3, 0), true, false)),
+            "delivered to 3 of 3"
+        );
+        assert_eq!(state(&outgoing(receipts(0, 0), false, false)), "sent");
         // Sent before per-member state was kept: read by at least one member.
         assert_eq!(state(&outgoing(None, false, true)), "read");
+        assert_eq!(state(&outgoing(None, true, false)), "delivered");
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! A small organisation PKI for the client's tests, made with `confianza-pki`: a root, an
-//! issuing CA, identity certificates with real XEdDSA proofs of possession, the server's Noise
-//! certificate, CRLs and stapled OCSP responses.
+//! Set-ups shared by the client's tests. Here, a small organisation PKI made with
+//! `confianza-pki`: a root, an issuing CA, identity certificates with real XEdDSA proofs of
+//! possession, the server's Noise certificate, CRLs and stapled OCSP responses. In [`server`],
+//! the real messaging service and clients enrolled on it; in [`stores`], local stores made
+//! directly.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod server;
+pub mod stores;
 
 use std::time::{Duration, SystemTime};
 
