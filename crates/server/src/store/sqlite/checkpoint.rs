@@ -9,8 +9,19 @@
 //! The store's own automatic checkpoint stays on as a safety net at a larger log size
 //! ([`FALLBACK_PAGES`]), should the checkpointer fall behind.
 //!
+//! A passive checkpoint copies only the frames committed before it started, and SQLite starts
+//! the log over from its beginning only when a write begins with every frame copied. Under a
+//! steady write load the store commits during each background checkpoint, so that never
+//! happened: the log grew by tens of megabytes a second, every frame landed in fresh file pages
+//! (which the kernel zeroes first) and the WAL index grew with it. So once the log passes
+//! [`RESTART_PAGES`] the checkpointer asks the store thread to run one checkpoint itself between
+//! two jobs: with no write in flight it copies the few frames left and the next commit starts
+//! the log over.
+//!
 //! Durability does not depend on checkpoints: a commit is in the log when the store call returns.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -25,10 +36,16 @@ pub(super) const INTERVAL: Duration = Duration::from_millis(100);
 /// The log size (pages) at which the store's own connection checkpoints anyway.
 pub(super) const FALLBACK_PAGES: i64 = 16_384;
 
+/// The log size (pages) past which the store thread finishes a checkpoint itself, so that the
+/// log starts over (see the module documentation).
+const RESTART_PAGES: i64 = 2_048;
+
 /// The store's handle on its checkpoint thread, which ends when the handle is dropped.
 #[derive(Debug)]
 pub(super) struct Checkpointer {
     nudges: mpsc::SyncSender<()>,
+    /// Set by the checkpoint thread when the log should start over.
+    restart: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
@@ -36,13 +53,15 @@ impl Checkpointer {
     pub(super) fn spawn(connection: Connection, name: &str) -> Result<Self, StoreError> {
         // One slot: nudges that arrive while a checkpoint is due anyway are merged into it.
         let (nudges, received) = mpsc::sync_channel(1);
+        let restart = Arc::new(AtomicBool::new(false));
+        let asks = restart.clone();
         thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || serve(&connection, &received))
+            .spawn(move || serve(&connection, &received, &asks))
             .map_err(|error| {
                 StoreError::Stopped(format!("cannot start its checkpoint thread: {error}"))
             })?;
-        Ok(Self { nudges })
+        Ok(Self { nudges, restart })
     }
 
     /// Asks for a checkpoint soon. Never blocks.
@@ -50,15 +69,35 @@ impl Checkpointer {
         // Full: a checkpoint is already due. Disconnected: the thread ended (logged there).
         let _ = self.nudges.try_send(());
     }
+
+    /// Runs the checkpoint that lets the log start over, if the checkpoint thread asked for it,
+    /// on `connection`, the store's own (called by the store thread between jobs).
+    pub(super) fn restart_if_asked(&self, connection: &Connection) {
+        if !self.restart.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match checkpoint(connection) {
+            // Busy: the checkpoint thread is copying right now; ask again after the next job.
+            Ok((busy, _, _)) if busy != 0 => self.restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "SQLite message store: WAL checkpoint failed"),
+        }
+    }
 }
 
-fn serve(connection: &Connection, nudges: &mpsc::Receiver<()>) {
+/// A passive checkpoint: (busy, pages in the log, pages copied), as SQLite reports them.
+fn checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })
+}
+
+fn serve(connection: &Connection, nudges: &mpsc::Receiver<()>, restart: &AtomicBool) {
     while nudges.recv().is_ok() {
-        let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(0)
-        });
-        if let Err(error) = result {
-            tracing::warn!(%error, "SQLite message store: WAL checkpoint failed");
+        match checkpoint(connection) {
+            Ok((_, log, _)) if log >= RESTART_PAGES => restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "SQLite message store: WAL checkpoint failed"),
         }
         // Writes made meanwhile nudge again and are taken by the next checkpoint.
         thread::sleep(INTERVAL);

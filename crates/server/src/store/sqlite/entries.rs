@@ -87,14 +87,24 @@ pub(super) fn insert(tx: &Connection, rows: &[EntryRow<'_>]) -> Result<(), Store
             })
             .collect()
     });
-    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(CHUNK * COLUMN_COUNT);
-    for chunk in rows.chunks(CHUNK) {
-        params.clear();
-        for row in chunk {
-            params.extend(row.params());
+    fn run(
+        statement: &mut rusqlite::CachedStatement<'_>,
+        chunk: &[EntryRow<'_>],
+    ) -> rusqlite::Result<usize> {
+        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(EntryRow::params).collect();
+        statement.execute(params.as_slice())
+    }
+    // Each statement looked up once per call: the cache hashes and compares its long text.
+    let chunks = rows.chunks_exact(CHUNK);
+    let rest = chunks.remainder();
+    if rows.len() >= CHUNK {
+        let mut statement = tx.prepare_cached(&sql[CHUNK - 1])?;
+        for chunk in chunks {
+            run(&mut statement, chunk)?;
         }
-        tx.prepare_cached(&sql[chunk.len() - 1])?
-            .execute(params.as_slice())?;
+    }
+    if !rest.is_empty() {
+        run(&mut tx.prepare_cached(&sql[rest.len() - 1])?, rest)?;
     }
     Ok(())
 }
@@ -138,6 +148,8 @@ pub(super) fn delete_acknowledged(
     let mut acked = Vec::with_capacity(pairs.len());
     // Unused places of a chunk are NULL, which nothing equals.
     let mut params: Vec<Option<i64>> = Vec::with_capacity(2 * CHUNK);
+    let mut select = tx.prepare_cached(select)?;
+    let mut delete = tx.prepare_cached(delete)?;
     for chunk in pairs.chunks(CHUNK) {
         let first = acked.len();
         params.clear();
@@ -145,8 +157,7 @@ pub(super) fn delete_acknowledged(
             params.extend([Some(device), Some(delivery_id)]);
         }
         params.resize(2 * CHUNK, None);
-        let mut statement = tx.prepare_cached(select)?;
-        let mut rows = statement.query(rusqlite::params_from_iter(&params))?;
+        let mut rows = select.query(rusqlite::params_from_iter(&params))?;
         while let Some(row) = rows.next()? {
             acked.push(Acked {
                 seq: row.get(0)?,
@@ -165,8 +176,7 @@ pub(super) fn delete_acknowledged(
         params.clear();
         params.extend(acked[first..].iter().map(|entry| Some(entry.seq)));
         params.resize(CHUNK, None);
-        tx.prepare_cached(delete)?
-            .execute(rusqlite::params_from_iter(&params))?;
+        delete.execute(rusqlite::params_from_iter(&params))?;
     }
     acked.sort_unstable_by_key(|entry| (entry.device, entry.delivery_id));
     Ok(acked)

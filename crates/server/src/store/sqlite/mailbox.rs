@@ -416,6 +416,7 @@ fn read_mailboxes<'a>(
     let mut mailboxes = HashMap::with_capacity(distinct.len());
     // Unused places of a chunk are NULL, which nothing equals.
     let mut params: Vec<Option<&dyn ToSql>> = Vec::with_capacity(2 * entries::CHUNK);
+    let mut statement = tx.prepare_cached(select)?;
     for chunk in distinct.chunks(entries::CHUNK) {
         params.clear();
         for device in chunk {
@@ -425,7 +426,6 @@ fn read_mailboxes<'a>(
             ]);
         }
         params.resize(2 * entries::CHUNK, None);
-        let mut statement = tx.prepare_cached(select)?;
         let mut rows = statement.query(rusqlite::params_from_iter(&params))?;
         while let Some(row) = rows.next()? {
             let address = DeviceAddress {
