@@ -10,7 +10,6 @@
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use confianza_api::limits::{MAX_GROUP_MEMBERS, MAX_ONE_TIME_PREKEYS_PER_UPLOAD};
@@ -24,11 +23,12 @@ use confianza_server::store::{
     MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, QueuedItem, SqliteStore,
     StoreError, StoredEntry, WriteBatch,
 };
-use futures_util::FutureExt;
 use postgres_schema::TestSchema;
 
 #[path = "support/postgres.rs"]
 mod postgres_schema;
+#[path = "support/store_fixture.rs"]
+mod store_fixture;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -137,15 +137,9 @@ enum Held {
 }
 
 async fn sqlite_fixture() -> Fixture<SqliteStore> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let db = Database::open_sqlite_file(&dir.path().join("server.db"))
-        .await
-        .expect("open SQLite");
-    let Database::Sqlite(pool) = &db else {
-        unreachable!("a SQLite file opens as SQLite")
-    };
+    let (dir, db, store) = store_fixture::sqlite_store().await;
     Fixture {
-        store: SqliteStore::open(pool).expect("message store"),
+        store,
         db,
         cleanup: Cleanup::Sqlite(dir),
     }
@@ -172,14 +166,13 @@ where
     Fut: Future<Output = ()>,
 {
     let fixture = Arc::new(fixture);
-    let outcome = AssertUnwindSafe(test(fixture.clone())).catch_unwind().await;
-    match Arc::try_unwrap(fixture) {
-        Ok(fixture) => fixture.finish().await,
-        Err(_) => eprintln!("a task still holds the fixture: schema left behind"),
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    store_fixture::run_then(test(fixture.clone()), || async move {
+        match Arc::try_unwrap(fixture) {
+            Ok(fixture) => fixture.finish().await,
+            Err(_) => eprintln!("a task still holds the fixture: schema left behind"),
+        }
+    })
+    .await;
 }
 
 /// Declares every test once per backend: `sqlite::NAME` and `postgres::NAME`.
@@ -1964,6 +1957,29 @@ async fn sqlite_migrated_before(path: &std::path::Path, before: &str) -> sqlx::S
     pool
 }
 
+/// A SQLite database at `path` left by the migrations before `before` with `old_mail` written
+/// into it, then opened (and so migrated to the current schema) with its message store.
+async fn sqlite_migrated_with(
+    path: &std::path::Path,
+    before: &str,
+    old_mail: &'static str,
+) -> (Database, SqliteStore) {
+    let pool = sqlite_migrated_before(path, before).await;
+    sqlx::raw_sql(old_mail)
+        .execute(&pool)
+        .await
+        .expect("mail queued in the old schema");
+    pool.close().await;
+    let db = Database::open_sqlite_file(path)
+        .await
+        .expect("migrate to the current schema");
+    let Database::Sqlite(pool) = &db else {
+        unreachable!("a SQLite file opens as SQLite")
+    };
+    let store = SqliteStore::open(pool).expect("message store");
+    (db, store)
+}
+
 /// Migration 0005 (the lean mailbox) carries the queued mail of a database made by the
 /// migrations before it: messages (one-to-one and shared), receipts, the queue depths and the
 /// delivery-id counters; bodies nobody references are dropped.
@@ -1971,8 +1987,9 @@ async fn sqlite_migrated_before(path: &std::path::Path, before: &str) -> sqlx::S
 async fn sqlite_migration_to_the_lean_mailbox_keeps_queued_mail() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("server.db");
-    let pool = sqlite_migrated_before(&path, "0005").await;
-    sqlx::raw_sql(
+    let (db, store) = sqlite_migrated_with(
+        &path,
+        "0005",
         "INSERT INTO devices (id, address, device_id, registration_id, noise_key, identity_key, \
              certificate, created_at_ms, last_seen_ms, last_delivery_id) VALUES \
          (1, 'alice', 1, 1, x'01', x'05', x'30', 0, 0, 7), \
@@ -1991,18 +2008,10 @@ async fn sqlite_migration_to_the_lean_mailbox_keeps_queued_mail() {
              client_message_ids, server_timestamp_ms, expires_at_ms) VALUES \
          (1, 7, 'bob', 1, x'0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C', 103, 6000);",
     )
-    .execute(&pool)
-    .await
-    .expect("mail queued in the old schema");
-    pool.close().await;
-
-    let db = Database::open_sqlite_file(&path)
-        .await
-        .expect("migrate to the lean mailbox");
+    .await;
     let Database::Sqlite(pool) = &db else {
         unreachable!("a SQLite file opens as SQLite")
     };
-    let store = SqliteStore::open(pool).expect("message store");
     let (alice, bob, carol) = (device("alice", 1), device("bob", 1), device("carol", 1));
     let envelope = |id: u8, kind, body: u8, at, group| {
         QueuedItem::Envelope(Envelope {
@@ -2110,8 +2119,9 @@ async fn sqlite_migration_to_the_lean_mailbox_keeps_queued_mail() {
 async fn sqlite_migration_to_the_arrival_ordered_mailbox_keeps_ids_and_counters() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("server.db");
-    let pool = sqlite_migrated_before(&path, "0006").await;
-    sqlx::raw_sql(
+    let (db, store) = sqlite_migrated_with(
+        &path,
+        "0006",
         "INSERT INTO devices (id, address, device_id, registration_id, noise_key, identity_key, \
              certificate, created_at_ms, last_seen_ms, last_delivery_id, queued) VALUES \
          (1, 'alice', 1, 1, x'01', x'05', x'30', 0, 0, 7, 1), \
@@ -2131,18 +2141,10 @@ async fn sqlite_migration_to_the_arrival_ordered_mailbox_keeps_ids_and_counters(
          (1, 7, 1, 'bob', 1, x'0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C', 103, 6000, NULL, NULL, \
              NULL, NULL);",
     )
-    .execute(&pool)
-    .await
-    .expect("mail queued in the 0005 schema");
-    pool.close().await;
-
-    let db = Database::open_sqlite_file(&path)
-        .await
-        .expect("migrate to the arrival-ordered mailbox");
+    .await;
     let Database::Sqlite(pool) = &db else {
         unreachable!("a SQLite file opens as SQLite")
     };
-    let store = SqliteStore::open(pool).expect("message store");
     let (alice, bob, carol, dave) = (
         device("alice", 1),
         device("bob", 1),
@@ -2217,6 +2219,26 @@ async fn sqlite_migration_to_the_arrival_ordered_mailbox_keeps_ids_and_counters(
     }
     drop(store);
     pool.close().await;
+}
+
+/// A new SQLite database gets 16 KiB pages, and still the WAL journal (`Database::connect`).
+#[tokio::test]
+async fn a_new_sqlite_database_has_16_kib_pages_and_a_wal() {
+    let f = sqlite_fixture().await;
+    let Database::Sqlite(pool) = &f.db else {
+        unreachable!("a SQLite fixture")
+    };
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(pool)
+        .await
+        .expect("page size");
+    assert_eq!(page_size, 16 * 1024);
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .expect("journal mode");
+    assert_eq!(journal, "wal");
+    f.finish().await;
 }
 
 /// SQLite is compiled with the flags of the workspace's `.cargo/config.toml` (a build without

@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 
 use confianza_api::{BlobId, CiphertextType, DeliveryReceipt, EcPublicKey, GroupId};
 use confianza_server::store::{
@@ -25,11 +24,12 @@ use confianza_server::store::{
     NewDevice, NewMessage, NewReceipt, PgStore, Queued, QueuedItem, QuotaExceeded, SqliteStore,
     StoredEntry,
 };
-use futures_util::FutureExt;
 use postgres_schema::TestSchema;
 
 #[path = "support/postgres.rs"]
 mod postgres_schema;
+#[path = "support/store_fixture.rs"]
+mod store_fixture;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -62,14 +62,7 @@ async fn finish(cleanup: Cleanup) {
 }
 
 async fn sqlite_stores() -> (Stores<SqliteStore>, Cleanup) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let db = Database::open_sqlite_file(&dir.path().join("server.db"))
-        .await
-        .expect("open SQLite");
-    let Database::Sqlite(pool) = &db else {
-        unreachable!("a SQLite file opens as SQLite")
-    };
-    let store = SqliteStore::open(pool).expect("message store");
+    let (dir, db, store) = store_fixture::sqlite_store().await;
     (
         Stores {
             first: store.clone(),
@@ -100,11 +93,7 @@ where
     F: FnOnce(Stores<S>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let outcome = AssertUnwindSafe(test(stores)).catch_unwind().await;
-    finish(cleanup).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    store_fixture::run_then(test(stores), || finish(cleanup)).await;
 }
 
 /// Declares every test once per backend: `sqlite::NAME` and `postgres::NAME`.

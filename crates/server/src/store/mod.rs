@@ -43,6 +43,9 @@ pub enum StoreError {
 /// How long a SQLite connection waits for another connection's write lock.
 pub(crate) const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The page size of a new SQLite database (see [`Database::connect`]).
+pub(crate) const SQLITE_PAGE_SIZE: u32 = 16 * 1024;
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -72,6 +75,11 @@ impl Database {
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
+                // A new database only (an existing file keeps its page size). The writer's
+                // batches dirty runs of neighbouring pages (mailbox rows are stored in arrival
+                // order) and SQLite writes each dirty page to the WAL with two system calls:
+                // 16 KiB pages write the same bytes in a quarter of the calls.
+                .page_size(SQLITE_PAGE_SIZE)
                 .journal_mode(SqliteJournalMode::Wal)
                 // WAL + NORMAL: a commit is durable against process crashes (kill -9); a power
                 // loss may lose the last commits but never corrupts the file.

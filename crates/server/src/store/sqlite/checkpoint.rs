@@ -34,11 +34,12 @@ use super::super::StoreError;
 pub(super) const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The log size (pages) at which the store's own connection checkpoints anyway.
-pub(super) const FALLBACK_PAGES: i64 = 16_384;
+/// (Pages are 16 KiB in a database created since the page size was raised, 4 KiB in older ones.)
+pub(super) const FALLBACK_PAGES: i64 = 4_096;
 
 /// The log size (pages) past which the store thread finishes a checkpoint itself, so that the
 /// log starts over (see the module documentation).
-const RESTART_PAGES: i64 = 2_048;
+const RESTART_PAGES: i64 = 1_024;
 
 /// The store's handle on its checkpoint thread, which ends when the handle is dropped.
 #[derive(Debug)]
