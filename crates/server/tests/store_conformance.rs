@@ -209,6 +209,7 @@ conformance!(
     mailbox_order_cursor_and_limit,
     acknowledge_deletes_only_that_devices_entries,
     acknowledge_batch_answers_per_device,
+    batches_across_many_devices_keep_every_counter,
     delivery_ids_are_never_reused,
     queue_limit_at_n_and_n_plus_1,
     a_message_is_stored_for_all_recipients_or_none,
@@ -805,6 +806,84 @@ async fn acknowledge_deletes_only_that_devices_entries<S: MessageStore>(f: &Fixt
     s.acknowledge(&carol, &carols).await.expect("ack");
     assert_eq!(f.count(Held::Bodies).await, 0);
     assert_eq!(f.count(Held::Messages).await, 0);
+}
+
+/// Forty devices in one batch (more than a statement of the SQLite store takes at once): every
+/// device's delivery ids and depth are kept, through sends, receipts and acknowledgements.
+async fn batches_across_many_devices_keep_every_counter<S: MessageStore>(f: &Fixture<S>) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let mut devices = Vec::new();
+    for n in 0..40u8 {
+        devices.push(enroll(s, &format!("member-{n:02}"), n + 1).await);
+    }
+    // Two messages for each device, in one batch, then one more.
+    let sends: Vec<NewMessage> = (0..80u32)
+        .map(|n| message(&alice, n, &[&devices[n as usize % 40]]))
+        .collect();
+    let outcomes = s.enqueue(&sends, NO_LIMIT).await.expect("enqueue");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, EnqueueOutcome::Stored { new, .. } if new.len() == 1))
+    );
+    for device in &devices {
+        assert_eq!(
+            ids(&s.pending(device, 0, 10).await.expect("pending")),
+            [1, 2]
+        );
+        assert_eq!(s.queue_depth(device).await.expect("depth"), 2);
+    }
+    // Every device acknowledges its first entry, in one batch: forty receipts for Alice.
+    let batch = WriteBatch {
+        acks: devices
+            .iter()
+            .map(|device| AckRequest {
+                device: device.clone(),
+                delivery_ids: vec![1],
+                receipt_expires_at_ms: 2_000_000,
+            })
+            .collect(),
+        now_ms: 1,
+        sends: vec![message(&alice, 100, &[&devices[39]])],
+        max_queue: NO_LIMIT,
+    };
+    let outcome = s.commit_batch(batch).await.expect("commit");
+    assert!(outcome.acknowledged);
+    for (n, device) in devices.iter().enumerate() {
+        let expected: &[u64] = if n == 39 { &[2, 3] } else { &[2] };
+        assert_eq!(
+            ids(&s.pending(device, 0, 10).await.expect("pending")),
+            expected
+        );
+        assert_eq!(
+            s.queue_depth(device).await.expect("depth"),
+            expected.len() as u64
+        );
+    }
+    let receipts = s.pending(&alice, 0, 100).await.expect("pending");
+    assert_eq!(receipts.len(), 40);
+    assert_eq!(s.queue_depth(&alice).await.expect("depth"), 40);
+    // Everything acknowledged across all devices at once.
+    let acks: Vec<(DeviceAddress, Vec<u64>)> = devices
+        .iter()
+        .map(|device| (device.clone(), vec![2, 3]))
+        .chain([(alice.clone(), ids(&receipts))])
+        .collect();
+    let answers = s.acknowledge_batch(&acks).await.expect("acknowledge");
+    assert_eq!(answers.iter().map(Vec::len).sum::<usize>(), 41);
+    for device in devices.iter().chain([&alice]) {
+        assert_eq!(s.queue_depth(device).await.expect("depth"), 0);
+        assert!(s.pending(device, 0, 10).await.expect("pending").is_empty());
+    }
+    // The sequences go on after the mailboxes emptied.
+    s.enqueue(&[message(&alice, 200, &[&devices[0]])], NO_LIMIT)
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        ids(&s.pending(&devices[0], 0, 10).await.expect("pending")),
+        [3]
+    );
 }
 
 async fn acknowledge_batch_answers_per_device<S: MessageStore>(f: &Fixture<S>) {

@@ -6,7 +6,9 @@
 //! entry that fixed part was most of the store thread's work on a relayed message (its entry and
 //! its receipt are each inserted and deleted once). Here entries are inserted with one
 //! multi-row `INSERT` per [`CHUNK`] rows and acknowledged with one `SELECT` and one `DELETE`
-//! per [`CHUNK`] delivery ids; the statements of each size are prepared once and cached.
+//! per [`CHUNK`] delivery ids; the per-device counters of a batch (`mailbox_counters`) are
+//! written [`CHUNK`] devices per statement as well. The statements of each size are prepared
+//! once and cached.
 
 use std::sync::OnceLock;
 
@@ -180,4 +182,80 @@ pub(super) fn delete_acknowledged(
     }
     acked.sort_unstable_by_key(|entry| (entry.device, entry.delivery_id));
     Ok(acked)
+}
+
+/// Sets the counters of the given devices: `(device row, last delivery id, queued)`, [`CHUNK`]
+/// devices per statement (a device's row is created by its first entry).
+pub(super) fn write_counters(
+    tx: &Connection,
+    counters: &[(i64, i64, i64)],
+) -> Result<(), StoreError> {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        (1..=CHUNK)
+            .map(|n| {
+                format!(
+                    "INSERT INTO mailbox_counters (device, last_delivery_id, queued) VALUES {} \
+                     ON CONFLICT (device) DO UPDATE \
+                     SET last_delivery_id = excluded.last_delivery_id, queued = excluded.queued",
+                    vec!["(?, ?, ?)"; n].join(", ")
+                )
+            })
+            .collect()
+    });
+    fn run(
+        statement: &mut rusqlite::CachedStatement<'_>,
+        chunk: &[(i64, i64, i64)],
+    ) -> rusqlite::Result<usize> {
+        let params: Vec<&dyn ToSql> = chunk
+            .iter()
+            .flat_map(|(device, last, queued)| [device as &dyn ToSql, last, queued])
+            .collect();
+        statement.execute(params.as_slice())
+    }
+    let chunks = counters.chunks_exact(CHUNK);
+    let rest = chunks.remainder();
+    if counters.len() >= CHUNK {
+        let mut statement = tx.prepare_cached(&sql[CHUNK - 1])?;
+        for chunk in chunks {
+            run(&mut statement, chunk)?;
+        }
+    }
+    if !rest.is_empty() {
+        run(&mut tx.prepare_cached(&sql[rest.len() - 1])?, rest)?;
+    }
+    Ok(())
+}
+
+/// Lowers the queued count of each given device (`(device row, entries deleted)`), [`CHUNK`]
+/// devices per statement.
+pub(super) fn decrement_queued(tx: &Connection, deleted: &[(i64, i64)]) -> Result<(), StoreError> {
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let cases: Vec<String> = (0..CHUNK)
+            .map(|n| format!("WHEN ?{} THEN ?{}", 2 * n + 1, 2 * n + 2))
+            .collect();
+        let devices: Vec<String> = (0..CHUNK).map(|n| format!("?{}", 2 * n + 1)).collect();
+        format!(
+            "UPDATE mailbox_counters SET queued = queued - CASE device {} ELSE 0 END \
+             WHERE device IN ({})",
+            cases.join(" "),
+            devices.join(", ")
+        )
+    });
+    if deleted.is_empty() {
+        return Ok(());
+    }
+    let mut statement = tx.prepare_cached(sql)?;
+    // Unused places of a chunk are NULL, which no device equals.
+    let mut params: Vec<Option<i64>> = Vec::with_capacity(2 * CHUNK);
+    for chunk in deleted.chunks(CHUNK) {
+        params.clear();
+        for &(device, count) in chunk {
+            params.extend([Some(device), Some(count)]);
+        }
+        params.resize(2 * CHUNK, None);
+        statement.execute(rusqlite::params_from_iter(&params))?;
+    }
+    Ok(())
 }

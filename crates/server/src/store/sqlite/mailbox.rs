@@ -450,19 +450,17 @@ fn write_counters(
     tx: &Connection,
     mailboxes: impl IntoIterator<Item = Mailbox>,
 ) -> Result<(), StoreError> {
-    let mut counter = tx.prepare_cached(
-        "INSERT INTO mailbox_counters (device, last_delivery_id, queued) \
-         VALUES (?1, ?2, ?3) ON CONFLICT (device) DO UPDATE \
-         SET last_delivery_id = excluded.last_delivery_id, queued = excluded.queued",
-    )?;
-    for mailbox in mailboxes {
-        counter.execute((
-            mailbox.device,
-            mailbox.last_delivery_id,
-            db_int(mailbox.depth),
-        ))?;
-    }
-    Ok(())
+    let counters: Vec<(i64, i64, i64)> = mailboxes
+        .into_iter()
+        .map(|mailbox| {
+            (
+                mailbox.device,
+                mailbox.last_delivery_id,
+                db_int(mailbox.depth),
+            )
+        })
+        .collect();
+    entries::write_counters(tx, &counters)
 }
 
 /// The dedupe key of `message` queued for the device whose row is `device`.
@@ -611,11 +609,7 @@ pub(super) fn acknowledge<'a>(
             },
         });
     }
-    let mut counter =
-        tx.prepare_cached("UPDATE mailbox_counters SET queued = queued - ?2 WHERE device = ?1")?;
-    for (device, count) in per_device {
-        counter.execute((device, count))?;
-    }
+    entries::decrement_queued(tx, &per_device)?;
     release_shared_bodies(tx, shared)?;
     Ok(answers)
 }
@@ -697,11 +691,8 @@ pub(super) fn expire_chunk(
             }
             while rows.next()?.is_some() {}
         }
-        let mut counter = tx
-            .prepare_cached("UPDATE mailbox_counters SET queued = queued - ?2 WHERE device = ?1")?;
-        for (device, count) in &per_device {
-            counter.execute((device, count))?;
-        }
+        let deleted: Vec<(i64, i64)> = per_device.iter().map(|(d, n)| (*d, *n)).collect();
+        entries::decrement_queued(&tx, &deleted)?;
     }
     release_shared_bodies(&tx, shared)?;
     tx.commit()?;
