@@ -80,23 +80,30 @@ pub(super) fn insert(tx: &Connection, rows: &[EntryRow<'_>]) -> Result<(), Store
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
         let row = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
-        (1..=CHUNK)
-            .map(|n| {
-                format!(
-                    "INSERT INTO mailbox ({COLUMNS}) VALUES {}",
-                    vec![row.as_str(); n].join(", ")
-                )
-            })
-            .collect()
+        by_row_count(&format!("INSERT INTO mailbox ({COLUMNS}) VALUES"), &row, "")
     });
-    fn run(
-        statement: &mut rusqlite::CachedStatement<'_>,
-        chunk: &[EntryRow<'_>],
-    ) -> rusqlite::Result<usize> {
-        let params: Vec<&dyn ToSql> = chunk.iter().flat_map(EntryRow::params).collect();
-        statement.execute(params.as_slice())
-    }
-    // Each statement looked up once per call: the cache hashes and compares its long text.
+    execute_chunked(tx, sql, rows, EntryRow::params)
+}
+
+/// The statements `{head} {row}, {row}, … {tail}` for 1 ..= [`CHUNK`] rows.
+fn by_row_count(head: &str, row: &str, tail: &str) -> Vec<String> {
+    (1..=CHUNK)
+        .map(|n| format!("{head} {} {tail}", vec![row; n].join(", ")))
+        .collect()
+}
+
+/// Runs the statements of [`by_row_count`] over `rows`, [`CHUNK`] rows per statement. Each
+/// statement is looked up once per call: the cache hashes and compares its long text.
+fn execute_chunked<T, const N: usize>(
+    tx: &Connection,
+    sql: &[String],
+    rows: &[T],
+    params: for<'r> fn(&'r T) -> [&'r dyn ToSql; N],
+) -> Result<(), StoreError> {
+    let run = |statement: &mut rusqlite::CachedStatement<'_>, chunk: &[T]| {
+        let values: Vec<&dyn ToSql> = chunk.iter().flat_map(params).collect();
+        statement.execute(values.as_slice())
+    };
     let chunks = rows.chunks_exact(CHUNK);
     let rest = chunks.remainder();
     if rows.len() >= CHUNK {
@@ -192,39 +199,16 @@ pub(super) fn write_counters(
 ) -> Result<(), StoreError> {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        (1..=CHUNK)
-            .map(|n| {
-                format!(
-                    "INSERT INTO mailbox_counters (device, last_delivery_id, queued) VALUES {} \
-                     ON CONFLICT (device) DO UPDATE \
-                     SET last_delivery_id = excluded.last_delivery_id, queued = excluded.queued",
-                    vec!["(?, ?, ?)"; n].join(", ")
-                )
-            })
-            .collect()
+        by_row_count(
+            "INSERT INTO mailbox_counters (device, last_delivery_id, queued) VALUES",
+            "(?, ?, ?)",
+            "ON CONFLICT (device) DO UPDATE \
+             SET last_delivery_id = excluded.last_delivery_id, queued = excluded.queued",
+        )
     });
-    fn run(
-        statement: &mut rusqlite::CachedStatement<'_>,
-        chunk: &[(i64, i64, i64)],
-    ) -> rusqlite::Result<usize> {
-        let params: Vec<&dyn ToSql> = chunk
-            .iter()
-            .flat_map(|(device, last, queued)| [device as &dyn ToSql, last, queued])
-            .collect();
-        statement.execute(params.as_slice())
-    }
-    let chunks = counters.chunks_exact(CHUNK);
-    let rest = chunks.remainder();
-    if counters.len() >= CHUNK {
-        let mut statement = tx.prepare_cached(&sql[CHUNK - 1])?;
-        for chunk in chunks {
-            run(&mut statement, chunk)?;
-        }
-    }
-    if !rest.is_empty() {
-        run(&mut tx.prepare_cached(&sql[rest.len() - 1])?, rest)?;
-    }
-    Ok(())
+    execute_chunked(tx, sql, counters, |(device, last, queued)| {
+        [device as &dyn ToSql, last, queued]
+    })
 }
 
 /// Lowers the queued count of each given device (`(device row, entries deleted)`), [`CHUNK`]
