@@ -286,6 +286,7 @@ fn writer_batch(c: &mut Criterion) {
                     now_ms: 1_790_000_000_000,
                     sends,
                     max_queue: u64::MAX,
+                    ..WriteBatch::default()
                 };
                 let outcome = rt.block_on(async {
                     let start = Instant::now();

@@ -10,7 +10,7 @@ use confianza_api::{
     CiphertextType, DeliveryItem, DeviceSelector, ErrorCode, Notice, OutgoingEnvelope, RequestBody,
     ResponseBody,
 };
-use confianza_server::store::{MessageStore, NewDevice};
+use confianza_server::store::{DeviceAddress, MessageStore, NewDevice};
 use support::{DeviceKeys, TestClient, TestServer};
 
 fn envelope(to: &TestClient, body: &[u8], id: u8) -> OutgoingEnvelope {
@@ -234,6 +234,67 @@ async fn messages_are_delivered_live_and_after_reconnect_exactly_once_in_order()
     drop(bob);
     let mut bob = TestClient::connect(&server, bob_keys_noise).await;
     assert!(bob.backlog_until_drained().await.is_empty());
+    server.shutdown().await;
+}
+
+/// A delivery receipt for a sender connected to the node is pushed from memory (an id above
+/// 2^63, nothing stored); one the sender leaves unacknowledged is stored when its connection
+/// goes and comes from the mailbox on the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_a_connected_sender_come_from_memory_and_are_kept_if_it_goes() {
+    const FROM_MEMORY: u64 = 1 << 63;
+    let mut server = TestServer::start().await;
+    let mut alice = server.enroll("alice@example.org", 1).await;
+    let mut bob = server.enroll("bob@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    bob.notice(|n| *n == Notice::MailboxDrained).await;
+    let alice_device = DeviceAddress {
+        address: alice.address.clone(),
+        device_id: alice.device_id,
+    };
+
+    send(&mut alice, &bob, b"one", 1).await;
+    let delivery = bob.delivery().await;
+    bob.ack(vec![delivery.id]).await;
+    let receipt = alice.delivery().await;
+    assert!(
+        receipt.id > FROM_MEMORY,
+        "pushed from memory: {}",
+        receipt.id
+    );
+    let DeliveryItem::Receipt(body) = &receipt.item else {
+        panic!("not a receipt");
+    };
+    assert_eq!(body.client_message_ids, vec![[1; 16]]);
+    assert_eq!(
+        server
+            .store
+            .queue_depth(&alice_device)
+            .await
+            .expect("depth"),
+        0
+    );
+    alice.ack(vec![receipt.id]).await;
+
+    // Alice leaves the next receipt unacknowledged and reconnects: it was stored meanwhile.
+    send(&mut alice, &bob, b"two", 2).await;
+    let delivery = bob.delivery().await;
+    bob.ack(vec![delivery.id]).await;
+    let unacknowledged = alice.delivery().await;
+    assert!(unacknowledged.id > FROM_MEMORY);
+    let mut alice = alice.reconnect(&server).await;
+    let again = alice.delivery().await;
+    assert!(again.id < FROM_MEMORY, "from the mailbox: {}", again.id);
+    assert_eq!(again.item, unacknowledged.item);
+    alice.ack(vec![again.id]).await;
+    let _ = alice.request(RequestBody::WhoAmI).await;
+    let mut alice = alice.reconnect(&server).await;
+    assert!(alice.backlog_until_drained().await.is_empty());
+
+    // An id above the last one pushed from memory was never pushed.
+    alice.ack(vec![FROM_MEMORY + 1_000]).await;
+    let closed = alice.closed().await;
+    assert_eq!(closed.error.map(|e| e.code), Some(ErrorCode::Forbidden));
     server.shutdown().await;
 }
 

@@ -20,8 +20,8 @@ use confianza_api::{
 };
 use confianza_server::store::{
     AckRequest, Acknowledged, AnyMessageStore, BlobRecord, Database, DeviceAddress, EnqueueOutcome,
-    MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, QueuedItem, SqliteStore,
-    StoreError, StoredEntry, WriteBatch,
+    MessageStore, NewDevice, NewMessage, NewReceipt, PgStore, Queued, QueuedItem, ReceiptRoute,
+    SqliteStore, StoreError, StoredEntry, WriteBatch,
 };
 use postgres_schema::TestSchema;
 
@@ -221,6 +221,7 @@ conformance!(
     expiry_of_messages_and_receipts,
     expiry_of_many_entries,
     commit_batch_acknowledges_then_stores_receipts_and_sends,
+    commit_batch_hands_back_the_receipts_to_push_and_stores_carried_ones,
     commit_batch_acknowledgements_free_room_for_its_sends,
     concurrent_enqueues_keep_delivery_ids_increasing,
     groups_membership_and_admins,
@@ -847,6 +848,7 @@ async fn batches_across_many_devices_keep_every_counter<S: MessageStore>(f: &Fix
         now_ms: 1,
         sends: vec![message(&alice, 100, &[&devices[39]])],
         max_queue: NO_LIMIT,
+        ..WriteBatch::default()
     };
     let outcome = s.commit_batch(batch).await.expect("commit");
     assert!(outcome.acknowledged);
@@ -1110,6 +1112,7 @@ async fn duplicates_are_detected_while_the_first_copy_is_queued<S: MessageStore>
         now_ms: 1,
         sends: vec![first.clone(), other.clone()],
         max_queue: NO_LIMIT,
+        ..WriteBatch::default()
     };
     let outcome = s.commit_batch(batch).await.expect("commit");
     assert_eq!(outcome.outcomes, [stored(&[], 1), stored(&[&bob], 0)]);
@@ -1429,6 +1432,7 @@ async fn commit_batch_acknowledges_then_stores_receipts_and_sends<S: MessageStor
             now_ms: 7_000,
             sends: vec![message(&carol, 4, &[&alice]), message(&carol, 5, &[&ghost])],
             max_queue: NO_LIMIT,
+            ..WriteBatch::default()
         })
         .await
         .expect("commit batch");
@@ -1482,6 +1486,91 @@ async fn commit_batch_acknowledges_then_stores_receipts_and_sends<S: MessageStor
     assert!(empty.acknowledged && empty.outcomes.is_empty() && empty.receipts_to.is_empty());
 }
 
+/// The receipts owed to devices the route accepts come back unstored; receipts carried over
+/// from an earlier batch are stored whatever the route says.
+async fn commit_batch_hands_back_the_receipts_to_push_and_stores_carried_ones<S: MessageStore>(
+    f: &Fixture<S>,
+) {
+    let s = &f.store;
+    let alice = enroll(s, "alice", 1).await;
+    let bob = enroll(s, "bob", 1).await;
+    let carol = enroll(s, "carol", 1).await;
+    s.enqueue(
+        &[message(&alice, 1, &[&carol]), message(&bob, 2, &[&carol])],
+        NO_LIMIT,
+    )
+    .await
+    .expect("enqueue");
+    let carols = ids(&s.pending(&carol, 0, 10).await.expect("pending"));
+    let carried = NewReceipt {
+        to: alice.clone(),
+        receipt: DeliveryReceipt {
+            recipient: "dave".to_owned(),
+            recipient_device_id: 3,
+            client_message_ids: vec![message_id(9)],
+            server_timestamp_ms: 5_000,
+        },
+        expires_at_ms: 80_000,
+    };
+    let connected = alice.clone();
+    let outcome = s
+        .commit_batch(WriteBatch {
+            acks: vec![AckRequest {
+                device: carol.clone(),
+                delivery_ids: carols,
+                receipt_expires_at_ms: 90_000,
+            }],
+            now_ms: 7_000,
+            receipts: vec![carried.clone()],
+            push_receipts: Some(ReceiptRoute::new(move |device| *device == connected)),
+            ..WriteBatch::default()
+        })
+        .await
+        .expect("commit batch");
+    assert!(outcome.acknowledged);
+    // Alice's receipt for message 1 is to be pushed; Bob's is stored.
+    assert_eq!(
+        outcome.pushed_receipts,
+        [NewReceipt {
+            to: alice.clone(),
+            receipt: DeliveryReceipt {
+                recipient: "carol".to_owned(),
+                recipient_device_id: 1,
+                client_message_ids: vec![message_id(1)],
+                server_timestamp_ms: 7_000,
+            },
+            expires_at_ms: 90_000,
+        }]
+    );
+    assert_eq!(outcome.receipts_to, [alice.clone(), bob.clone()]);
+    assert_eq!(s.queue_depth(&carol).await.expect("depth"), 0);
+    let alices = s.pending(&alice, 0, 10).await.expect("pending");
+    assert_eq!(
+        alices.iter().map(|entry| &entry.item).collect::<Vec<_>>(),
+        [&QueuedItem::Receipt(carried.receipt.clone())]
+    );
+    let bobs = s.pending(&bob, 0, 10).await.expect("pending");
+    assert_eq!(bobs.len(), 1);
+    assert!(
+        matches!(&bobs[0].item, QueuedItem::Receipt(r) if r.client_message_ids == [message_id(2)])
+    );
+    assert_eq!(f.count(Held::Receipts).await, 2);
+    // The carried receipt keeps its own expiry.
+    assert_eq!(s.expire_messages(80_000).await.expect("expire"), 1);
+    assert_eq!(s.queue_depth(&alice).await.expect("depth"), 0);
+
+    // A batch of carried receipts alone stores them.
+    let outcome = s
+        .commit_batch(WriteBatch {
+            receipts: vec![carried.clone()],
+            ..WriteBatch::default()
+        })
+        .await
+        .expect("commit batch");
+    assert_eq!(outcome.receipts_to, std::slice::from_ref(&alice));
+    assert_eq!(s.queue_depth(&alice).await.expect("depth"), 1);
+}
+
 /// Acknowledgements come first in a batch: the room they free is there for its sends.
 async fn commit_batch_acknowledgements_free_room_for_its_sends<S: MessageStore>(f: &Fixture<S>) {
     let s = &f.store;
@@ -1500,6 +1589,7 @@ async fn commit_batch_acknowledgements_free_room_for_its_sends<S: MessageStore>(
             now_ms: 1,
             sends: vec![message(&alice, 3, &[&bob])],
             max_queue: 2,
+            ..WriteBatch::default()
         })
         .await
         .expect("commit batch");
@@ -1515,6 +1605,7 @@ async fn commit_batch_acknowledgements_free_room_for_its_sends<S: MessageStore>(
             sends: vec![message(&alice, 3, &[&bob])],
             // Bob holds 2 and gets 1 acknowledged; Alice gets a receipt (not limited).
             max_queue: 2,
+            ..WriteBatch::default()
         })
         .await
         .expect("commit batch");

@@ -13,6 +13,14 @@
 //! gap, an overflowing inbox or a window too full to take them all, the pump reads the
 //! mailbox instead, so a hand-off only ever saves a read: the mailbox stays the truth.
 //!
+//! Delivery receipts owed to a device connected to this node come by hand too, **from memory
+//! only**: the writer does not store them ([`crate::store::WriteBatch::push_receipts`]), the
+//! pump pushes them with ids above [`MEMORY_RECEIPT_IDS`] (the window keeps them until they are
+//! acknowledged), and whatever of them is unacknowledged or not yet taken when the pump stops
+//! goes back to the writer, which stores it for the device's next connection. A receipt the
+//! inbox cannot take goes back to the writer the same way. A crash loses the receipts held in
+//! memory: a sender misses a "delivered" mark, never a message.
+//!
 //! Acknowledgements are applied by the writer after the reader has moved on; a new connection's
 //! pump waits for the writer's queue ([`super::writer::Writer::barrier`]) before its first read,
 //! so what a device acknowledged on its previous connection to this node does not come again.
@@ -28,9 +36,9 @@ use tokio_util::sync::CancellationToken;
 use super::error::Failure;
 use super::events::Registration;
 use super::limits::{MAX_DELIVERIES_IN_FLIGHT, MAX_HANDED_OFF};
-use super::session::{Delivering, InFlight, Session, lock_window};
+use super::session::{Delivering, InFlight, MEMORY_RECEIPT_IDS, Session, lock_window};
 use super::state::Shared;
-use crate::store::{DeviceAddress, MessageStore, Queued, QueuedItem, StoredEntry};
+use crate::store::{DeviceAddress, MessageStore, NewReceipt, Queued, QueuedItem, StoredEntry};
 
 /// Entries read from the mailbox per query.
 const PENDING_BATCH: usize = 128;
@@ -44,6 +52,10 @@ struct Handed {
     entries: Vec<Queued>,
     /// Entries were left out (the inbox was full): the pump must read its mailbox.
     overflowed: bool,
+    /// Delivery receipts to push from memory (stored nowhere).
+    receipts: Vec<NewReceipt>,
+    /// The pump has stopped: receipts offered now go back to the writer.
+    closed: bool,
 }
 
 /// Where the writer hands a connected device's new entries (see the module docs).
@@ -76,15 +88,47 @@ impl Inbox {
         self.ready.notify_one();
     }
 
+    /// Adds receipts to push from memory and wakes the pump; returns the ones it cannot take
+    /// (the pump has stopped or holds [`MAX_HANDED_OFF`] already), to be stored instead.
+    fn offer_receipts(&self, receipts: Vec<NewReceipt>) -> Vec<NewReceipt> {
+        {
+            let mut handed = self.lock();
+            if handed.closed || handed.receipts.len() + receipts.len() > MAX_HANDED_OFF {
+                return receipts;
+            }
+            handed.receipts.extend(receipts);
+        }
+        self.ready.notify_one();
+        Vec::new()
+    }
+
+    /// Takes at most `room` of the receipts handed over; the rest wait for room.
+    fn take_receipts(&self, room: usize) -> Vec<NewReceipt> {
+        let mut handed = self.lock();
+        let split = room.min(handed.receipts.len());
+        let rest = handed.receipts.split_off(split);
+        std::mem::replace(&mut handed.receipts, rest)
+    }
+
+    /// Marks the pump stopped and returns the receipts it never took.
+    fn close(&self) -> Vec<NewReceipt> {
+        let mut handed = self.lock();
+        handed.closed = true;
+        std::mem::take(&mut handed.receipts)
+    }
+
     /// Takes what was handed over: the entries that follow on from `cursor` without a gap,
     /// at most `room` of them, and whether the mailbox must be read for the rest (a gap, an
     /// overflow, or more than `room`). Entries at or below `cursor` were pushed already (a
     /// mailbox read raced the hand-off) and are dropped.
     fn take(&self, cursor: u64, room: usize) -> (Vec<Queued>, bool) {
-        let Handed {
-            mut entries,
-            overflowed,
-        } = std::mem::take(&mut *self.lock());
+        let (mut entries, overflowed) = {
+            let mut handed = self.lock();
+            (
+                std::mem::take(&mut handed.entries),
+                std::mem::take(&mut handed.overflowed),
+            )
+        };
         entries.sort_unstable_by_key(|entry| entry.delivery_id);
         entries.retain(|entry| entry.delivery_id > cursor);
         let Some(next) = cursor.checked_add(1) else {
@@ -126,6 +170,38 @@ impl Handoff {
             device: device.clone(),
             inbox,
         }
+    }
+
+    /// Whether `device` has a pump here (and so takes its receipts from memory).
+    pub fn is_attached(&self, device: &DeviceAddress) -> bool {
+        self.lock().contains_key(device)
+    }
+
+    /// Hands receipts to the inboxes of their devices to push from memory; returns the ones
+    /// no pump here took (the device went meanwhile, or its inbox is full), to be stored.
+    pub fn deliver_receipts(&self, receipts: Vec<NewReceipt>) -> Vec<NewReceipt> {
+        let mut by_device: HashMap<DeviceAddress, Vec<NewReceipt>> = HashMap::new();
+        for receipt in receipts {
+            by_device
+                .entry(receipt.to.clone())
+                .or_default()
+                .push(receipt);
+        }
+        let mut left = Vec::new();
+        let targets: Vec<(Vec<NewReceipt>, Option<Arc<Inbox>>)> = {
+            let inboxes = self.lock();
+            by_device
+                .into_iter()
+                .map(|(device, receipts)| (receipts, inboxes.get(&device).cloned()))
+                .collect()
+        };
+        for (receipts, inbox) in targets {
+            match inbox {
+                Some(inbox) => left.extend(inbox.offer_receipts(receipts)),
+                None => left.extend(receipts),
+            }
+        }
+        left
     }
 
     /// Hands `entries` (just committed) to the inboxes of their recipients that have a pump
@@ -228,30 +304,46 @@ impl<S: MessageStore + Clone> Session<S> {
                 "no deliveries on this connection",
             ));
         };
-        let (fresh, was_full): (Vec<u64>, bool) = {
+        let (fresh, room_made): (Vec<u64>, bool) = {
             let mut window = lock_window(&delivering.in_flight);
             // The pump waits for room only with a full window (otherwise it reads or takes
             // what it needs at once), so only then is it worth waking.
-            let was_full = window.unacknowledged.len() >= MAX_DELIVERIES_IN_FLIGHT;
-            if let Some(never) = delivery_ids.iter().find(|id| **id > window.highest_pushed) {
+            let was_full = window.in_flight() >= MAX_DELIVERIES_IN_FLIGHT;
+            let never = delivery_ids.iter().find(|&&id| {
+                if id > MEMORY_RECEIPT_IDS {
+                    id > window.last_receipt_id
+                } else {
+                    id > window.highest_pushed
+                }
+            });
+            if let Some(never) = never {
                 return Err(Failure::close(
                     ErrorCode::Forbidden,
                     format!("delivery {never} was never pushed to this connection"),
                 ));
             }
             // Ids pushed here but not in the window were acknowledged already: repeats are
-            // harmless and ignored.
+            // harmless and ignored. A receipt pushed from memory is done with once
+            // acknowledged: it was never stored.
+            let before = window.in_flight();
             let fresh = delivery_ids
                 .into_iter()
-                .filter(|id| window.unacknowledged.remove(id))
+                .filter(|id| {
+                    if *id > MEMORY_RECEIPT_IDS {
+                        window.receipts.remove(id);
+                        false
+                    } else {
+                        window.unacknowledged.remove(id)
+                    }
+                })
                 .collect();
-            (fresh, was_full)
+            (fresh, was_full && window.in_flight() < before)
         };
+        if room_made {
+            delivering.room.notify_one();
+        }
         if fresh.is_empty() {
             return Ok(());
-        }
-        if was_full {
-            delivering.room.notify_one();
         }
         // Deleted and receipts queued by the writer, in its batch: nothing else takes the
         // database's write lock on the delivery path.
@@ -263,111 +355,197 @@ impl<S: MessageStore + Clone> Session<S> {
     }
 }
 
-/// Pushes `device`'s mailbox to the connection until `stop` (or the connection goes).
+/// Pushes `device`'s mailbox to the connection until `stop` (or the connection goes), then
+/// hands the receipts from memory it could not deliver back to the writer to store.
 async fn pump<S: MessageStore>(
     shared: Arc<Shared<S>>,
     device: DeviceAddress,
-    mut registration: Registration,
+    registration: Registration,
     in_flight: InFlight,
     room: Arc<Notify>,
     outbound: mpsc::Sender<ServerFrame>,
     stop: CancellationToken,
 ) {
-    let mailbox: Arc<Notify> = registration.mailbox.clone();
     // Attached before the backlog is read: whatever the writer commits from now on is handed
     // over, and whatever it committed before is in the backlog.
     let attached = shared.writer.handoff().attach(&device);
-    let inbox = attached.inbox.clone();
-    // Acknowledgements from this device's earlier connection may still be queued in the
-    // writer: apply them before reading the backlog, or their entries would come again.
-    tokio::select! {
-        () = stop.cancelled() => return,
-        // `Closed`: the server is stopping; the reads below still serve what is stored.
-        _ = shared.writer.barrier() => {}
+    let pump = Pump {
+        shared,
+        device,
+        in_flight,
+        inbox: attached.inbox.clone(),
+        outbound,
+        stop,
+    };
+    pump.run(registration, &room).await;
+    // Closed before the window is emptied: a receipt offered from now on goes back to the
+    // writer, and the window holds everything else pushed and not acknowledged.
+    let mut left = pump.inbox.close();
+    drop(attached);
+    left.extend(
+        lock_window(&pump.in_flight)
+            .receipts
+            .drain()
+            .map(|(_, receipt)| receipt),
+    );
+    if !left.is_empty() && pump.shared.writer.store_receipts(left).await.is_err() {
+        tracing::warn!(
+            address = %pump.device.address,
+            device = pump.device.device_id,
+            "delivery receipts held in memory were lost: the server is stopping"
+        );
     }
-    let mut drained = false;
-    // The backlog: anything may be waiting when the device connects.
-    let mut unread = true;
-    loop {
-        let (free, cursor) = {
-            let window = lock_window(&in_flight);
-            (
-                MAX_DELIVERIES_IN_FLIGHT.saturating_sub(window.unacknowledged.len()),
-                window.highest_pushed,
-            )
-        };
-        if unread && free > 0 {
-            let limit = free.min(PENDING_BATCH);
-            let limit_u32 = u32::try_from(limit).unwrap_or(u32::MAX);
-            shared.metrics.mailbox_reads_total.inc();
-            match shared.store.pending(&device, cursor, limit_u32).await {
-                Ok(entries) => {
-                    let fetched = entries.len();
-                    if !push(&in_flight, &outbound, entries).await {
-                        return;
-                    }
-                    shared.metrics.messages_out_total.inc_by(fetched as u64);
-                    if fetched == limit {
-                        // There may be more right behind (read once the window has room).
-                        continue;
-                    }
-                    // Anything queued since this read wakes the mailbox again.
-                    unread = false;
-                    if !drained {
-                        drained = true;
-                        if outbound
-                            .send(ServerFrame::Notice(Notice::MailboxDrained))
-                            .await
-                            .is_err()
-                        {
+}
+
+/// What a running pump works with.
+struct Pump<S> {
+    shared: Arc<Shared<S>>,
+    device: DeviceAddress,
+    in_flight: InFlight,
+    inbox: Arc<Inbox>,
+    outbound: mpsc::Sender<ServerFrame>,
+    stop: CancellationToken,
+}
+
+impl<S: MessageStore> Pump<S> {
+    /// Room left in the window, and the mailbox cursor.
+    fn window(&self) -> (usize, u64) {
+        let window = lock_window(&self.in_flight);
+        (
+            MAX_DELIVERIES_IN_FLIGHT.saturating_sub(window.in_flight()),
+            window.highest_pushed,
+        )
+    }
+
+    /// Returns when `stop` is cancelled or the connection has gone.
+    async fn run(&self, mut registration: Registration, room: &Notify) {
+        let Self {
+            shared,
+            device,
+            in_flight,
+            inbox,
+            outbound,
+            stop,
+        } = self;
+        let mailbox: Arc<Notify> = registration.mailbox.clone();
+        // Acknowledgements from this device's earlier connection may still be queued in the
+        // writer: apply them before reading the backlog, or their entries would come again.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            // `Closed`: the server is stopping; the reads below still serve what is stored.
+            _ = shared.writer.barrier() => {}
+        }
+        let mut drained = false;
+        // The backlog: anything may be waiting when the device connects.
+        let mut unread = true;
+        loop {
+            let (free, cursor) = self.window();
+            if unread && free > 0 {
+                let limit = free.min(PENDING_BATCH);
+                let limit_u32 = u32::try_from(limit).unwrap_or(u32::MAX);
+                shared.metrics.mailbox_reads_total.inc();
+                match shared.store.pending(device, cursor, limit_u32).await {
+                    Ok(entries) => {
+                        let fetched = entries.len();
+                        if !push(in_flight, outbound, entries).await {
                             return;
+                        }
+                        shared.metrics.messages_out_total.inc_by(fetched as u64);
+                        if fetched == limit {
+                            // There may be more right behind (read once the window has room).
+                            continue;
+                        }
+                        // Anything queued since this read wakes the mailbox again.
+                        unread = false;
+                        if !drained {
+                            drained = true;
+                            if outbound
+                                .send(ServerFrame::Notice(Notice::MailboxDrained))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, address = %device.address, device = device.device_id, "reading a mailbox failed");
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(RETRY_AFTER_STORE_ERROR) => continue,
                         }
                     }
                 }
-                Err(error) => {
-                    tracing::error!(%error, address = %device.address, device = device.device_id, "reading a mailbox failed");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(RETRY_AFTER_STORE_ERROR) => continue,
-                    }
-                }
             }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = mailbox.notified() => unread = true,
-            () = inbox.ready.notified() => {
-                // The window as it is now (a read above may have moved it).
-                let (space, cursor) = {
-                    let window = lock_window(&in_flight);
-                    (
-                        MAX_DELIVERIES_IN_FLIGHT.saturating_sub(window.unacknowledged.len()),
-                        window.highest_pushed,
-                    )
-                };
-                let (entries, read_needed) = inbox.take(cursor, space);
-                unread |= read_needed;
-                let handed = entries.len();
-                if handed > 0 {
-                    if !push(&in_flight, &outbound, entries).await {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = mailbox.notified() => unread = true,
+                () = inbox.ready.notified() => {
+                    // The window as it is now (a read above may have moved it).
+                    let (space, cursor) = self.window();
+                    let (entries, read_needed) = inbox.take(cursor, space);
+                    unread |= read_needed;
+                    let handed = entries.len();
+                    if handed > 0 {
+                        if !push(in_flight, outbound, entries).await {
+                            return;
+                        }
+                        shared.metrics.messages_out_total.inc_by(handed as u64);
+                        shared
+                            .metrics
+                            .deliveries_handed_off_total
+                            .inc_by(handed as u64);
+                    }
+                    if !self.push_receipts().await {
                         return;
                     }
-                    shared.metrics.messages_out_total.inc_by(handed as u64);
-                    shared
-                        .metrics
-                        .deliveries_handed_off_total
-                        .inc_by(handed as u64);
                 }
-            }
-            () = room.notified() => {}
-            notice = registration.notices.recv() => {
-                if let Some(notice) = notice
-                    && outbound.send(ServerFrame::Notice(notice)).await.is_err()
-                {
-                    return;
+                () = room.notified() => {
+                    if !self.push_receipts().await {
+                        return;
+                    }
+                }
+                notice = registration.notices.recv() => {
+                    if let Some(notice) = notice
+                        && outbound.send(ServerFrame::Notice(notice)).await.is_err()
+                    {
+                        return;
+                    }
                 }
             }
         }
+    }
+
+    /// Pushes the receipts handed over from memory that fit in the window, each with the next
+    /// id above [`MEMORY_RECEIPT_IDS`]. `false` once the connection has gone.
+    async fn push_receipts(&self) -> bool {
+        let (space, _) = self.window();
+        let receipts = self.inbox.take_receipts(space);
+        if receipts.is_empty() {
+            return true;
+        }
+        let count = receipts.len() as u64;
+        let frames: Vec<ServerFrame> = {
+            let mut window = lock_window(&self.in_flight);
+            receipts
+                .into_iter()
+                .map(|receipt| {
+                    window.last_receipt_id += 1;
+                    let id = window.last_receipt_id;
+                    let item = DeliveryItem::Receipt(receipt.receipt.clone());
+                    window.receipts.insert(id, receipt);
+                    ServerFrame::Delivery(Delivery { id, item })
+                })
+                .collect()
+        };
+        for frame in frames {
+            if self.outbound.send(frame).await.is_err() {
+                return false;
+            }
+        }
+        self.shared.metrics.messages_out_total.inc_by(count);
+        self.shared.metrics.receipts_from_memory_total.inc_by(count);
+        true
     }
 }
 
@@ -491,6 +669,55 @@ mod tests {
         let (taken, read_needed) = inbox.take(limit + 1, MAX_HANDED_OFF);
         assert_eq!(ids(&taken), [limit + 2]);
         assert!(!read_needed);
+    }
+
+    fn receipt(to: &str, id: u8) -> NewReceipt {
+        NewReceipt {
+            to: DeviceAddress {
+                address: to.to_owned(),
+                device_id: 1,
+            },
+            receipt: DeliveryReceipt {
+                recipient: "bob@example.org".to_owned(),
+                recipient_device_id: 1,
+                client_message_ids: vec![[id; 16]],
+                server_timestamp_ms: 1,
+            },
+            expires_at_ms: 2,
+        }
+    }
+
+    #[test]
+    fn receipts_wait_for_room_and_come_back_once_the_pump_has_stopped() {
+        let inbox = Inbox::default();
+        assert!(
+            inbox
+                .offer_receipts(vec![receipt("alice", 1), receipt("alice", 2)])
+                .is_empty()
+        );
+        assert_eq!(inbox.take_receipts(1), [receipt("alice", 1)]);
+        assert!(inbox.take_receipts(0).is_empty());
+        assert_eq!(inbox.close(), [receipt("alice", 2)]);
+        // Offered after the pump stopped: handed back to be stored.
+        assert_eq!(
+            inbox.offer_receipts(vec![receipt("alice", 3)]),
+            [receipt("alice", 3)]
+        );
+        assert!(inbox.take_receipts(MAX_HANDED_OFF).is_empty());
+    }
+
+    #[test]
+    fn receipts_past_the_limit_or_without_a_pump_are_handed_back() {
+        let handoff = Arc::new(Handoff::default());
+        let alice = handoff.attach(&receipt("alice", 0).to);
+        let full: Vec<NewReceipt> = (0..MAX_HANDED_OFF).map(|_| receipt("alice", 1)).collect();
+        assert!(handoff.deliver_receipts(full).is_empty());
+        assert!(handoff.is_attached(&receipt("alice", 0).to));
+        assert!(!handoff.is_attached(&receipt("carol", 0).to));
+        let left = handoff.deliver_receipts(vec![receipt("alice", 2), receipt("carol", 3)]);
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&receipt("alice", 2)) && left.contains(&receipt("carol", 3)));
+        assert_eq!(alice.inbox.take_receipts(usize::MAX).len(), MAX_HANDED_OFF);
     }
 
     #[test]

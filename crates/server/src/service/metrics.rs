@@ -25,6 +25,8 @@ pub struct Metrics {
     pub messages_out_total: Counter,
     /// Deliveries pushed as the writer handed them over, without a mailbox read.
     pub deliveries_handed_off_total: Counter,
+    /// Delivery receipts pushed from memory to a sender connected here, never stored.
+    pub receipts_from_memory_total: Counter,
     /// Mailbox reads (`pending`) by the pumps of connected devices.
     pub mailbox_reads_total: Counter,
     /// Deliveries acknowledged by devices.
@@ -59,6 +61,7 @@ impl Metrics {
         let messages_in_total = Counter::default();
         let messages_out_total = Counter::default();
         let deliveries_handed_off_total = Counter::default();
+        let receipts_from_memory_total = Counter::default();
         let mailbox_reads_total = Counter::default();
         let messages_acknowledged_total = Counter::default();
         let messages_expired_total = Counter::default();
@@ -106,6 +109,11 @@ impl Metrics {
             deliveries_handed_off_total.clone(),
         );
         registry.register(
+            "receipts_from_memory",
+            "Delivery receipts pushed from memory to a sender connected here, never stored",
+            receipts_from_memory_total.clone(),
+        );
+        registry.register(
             "mailbox_reads",
             "Mailbox reads by the pumps of connected devices",
             mailbox_reads_total.clone(),
@@ -149,6 +157,7 @@ impl Metrics {
             messages_in_total,
             messages_out_total,
             deliveries_handed_off_total,
+            receipts_from_memory_total,
             mailbox_reads_total,
             messages_acknowledged_total,
             messages_expired_total,

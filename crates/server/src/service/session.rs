@@ -2,7 +2,7 @@
 //! device or an enrolling one), its challenge, its rate limits and its deliveries in flight.
 //! The handlers live in `handlers/`, one file per area.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -19,14 +19,41 @@ use super::limits::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_SECOND, SEND_BURST, S
 use super::rate_limit::TokenBucket;
 use super::state::Shared;
 use super::writer::{Completion, WriteError};
-use crate::store::{Device, DeviceAddress, EnqueueOutcome, MessageStore};
+use crate::store::{Device, DeviceAddress, EnqueueOutcome, MessageStore, NewReceipt};
+
+/// The delivery ids of receipts pushed from memory start above this one: they never meet the
+/// mailbox's ids (a device's counter would need billions of years to get there), and the
+/// mailbox cursor never moves for them.
+pub const MEMORY_RECEIPT_IDS: u64 = 1 << 63;
 
 /// The deliveries of this connection: pushed and not yet acknowledged, and the highest id
-/// pushed so far (the mailbox cursor).
-#[derive(Debug, Default)]
+/// pushed so far (the mailbox cursor); besides, the delivery receipts pushed from memory and
+/// not yet acknowledged, stored if the connection goes first.
+#[derive(Debug)]
 pub struct Window {
     pub unacknowledged: HashSet<u64>,
     pub highest_pushed: u64,
+    pub receipts: HashMap<u64, NewReceipt>,
+    /// The id of the last receipt pushed from memory (above [`MEMORY_RECEIPT_IDS`]).
+    pub last_receipt_id: u64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            unacknowledged: HashSet::new(),
+            highest_pushed: 0,
+            receipts: HashMap::new(),
+            last_receipt_id: MEMORY_RECEIPT_IDS,
+        }
+    }
+}
+
+impl Window {
+    /// Deliveries pushed and not yet acknowledged, of both kinds.
+    pub fn in_flight(&self) -> usize {
+        self.unacknowledged.len() + self.receipts.len()
+    }
 }
 
 /// The window, shared by the reader (acknowledgements) and the mailbox pump.

@@ -12,6 +12,11 @@
 //! their mailbox; only recipients connected elsewhere (or when the store cannot tell the ids)
 //! are woken through the bus.
 //!
+//! The delivery receipts a batch owes to senders connected to this node are not stored: they
+//! go to the senders' pumps, which push them from memory (see [`super::mailbox`]); a receipt
+//! no pump takes after all, or one its connection left unacknowledged, comes back to the
+//! writer and is stored in its next batch.
+//!
 //! Nobody waits on the writer's task for an answer: a send's completion runs on the writer
 //! (it queues the `Sent` frame on the connection), and an acknowledgement needs no answer.
 //!
@@ -32,7 +37,8 @@ use super::mailbox::Handoff;
 use super::metrics::Metrics;
 use super::state::unix_ms;
 use crate::store::{
-    AckRequest, DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, StoredEntry, WriteBatch,
+    AckRequest, DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt, ReceiptRoute,
+    StoredEntry, WriteBatch,
 };
 
 /// The writer could not store a send.
@@ -71,6 +77,8 @@ struct AckJob {
 enum Job {
     Send(SendJob),
     Ack(AckJob),
+    /// Receipts that were to be pushed from memory and must be stored after all.
+    Receipts(Vec<NewReceipt>),
     /// Answered once everything queued before it is committed.
     Barrier(oneshot::Sender<()>),
 }
@@ -81,6 +89,7 @@ impl Job {
         match self {
             Self::Send(send) => send.messages.len(),
             Self::Ack(ack) => ack.delivery_ids.len(),
+            Self::Receipts(receipts) => receipts.len(),
             Self::Barrier(_) => 0,
         }
     }
@@ -141,6 +150,12 @@ impl Writer {
         .await
     }
 
+    /// Queues `receipts` to be stored in the next batch: receipts held in memory for a pump
+    /// that stopped before its device acknowledged them.
+    pub async fn store_receipts(&self, receipts: Vec<NewReceipt>) -> Result<(), WriteError> {
+        self.queue(Job::Receipts(receipts)).await
+    }
+
     /// Returns once every job queued before this call (sends, acknowledgements) is committed
     /// or has failed. A new connection waits for it before reading its backlog, so that the
     /// acknowledgements its device sent on an earlier connection to this node are applied
@@ -182,10 +197,12 @@ pub fn spawn<S: MessageStore + Clone>(
         metrics: metrics.clone(),
         handoff: handoff.clone(),
     };
+    let connected = handoff.clone();
     let context = Context {
         bus,
         metrics,
         handoff,
+        push_receipts: ReceiptRoute::new(move |device| connected.is_attached(device)),
         max_queue,
     };
     let task = tokio::spawn(run(store, context, receiver, stop));
@@ -197,6 +214,8 @@ struct Context {
     bus: Arc<dyn EventBus>,
     metrics: Metrics,
     handoff: Arc<Handoff>,
+    /// The senders that take their receipts from memory: the ones with a pump here.
+    push_receipts: ReceiptRoute,
     max_queue: u64,
 }
 
@@ -207,22 +226,27 @@ async fn run<S: MessageStore>(
     stop: CancellationToken,
 ) {
     let mut stopping = false;
+    // Receipts no pump took: stored by the next batch, which then runs without waiting.
+    let mut carried: Vec<NewReceipt> = Vec::new();
     loop {
-        let first = tokio::select! {
-            biased;
-            job = receiver.recv() => job,
-            () = stop.cancelled(), if !stopping => {
-                // No new sends; the ones already queued are still committed below.
-                receiver.close();
-                stopping = true;
-                continue;
-            }
-        };
-        let Some(first) = first else {
-            break;
-        };
-        let mut count = first.weight();
-        let mut batch = vec![first];
+        let mut batch = Vec::new();
+        if carried.is_empty() {
+            let first = tokio::select! {
+                biased;
+                job = receiver.recv() => job,
+                () = stop.cancelled(), if !stopping => {
+                    // No new sends; the ones already queued are still committed below.
+                    receiver.close();
+                    stopping = true;
+                    continue;
+                }
+            };
+            let Some(first) = first else {
+                break;
+            };
+            batch.push(first);
+        }
+        let mut count = carried.len() + batch.iter().map(Job::weight).sum::<usize>();
         while count < MAX_WRITER_BATCH {
             match receiver.try_recv() {
                 Ok(job) => {
@@ -232,12 +256,19 @@ async fn run<S: MessageStore>(
                 Err(_) => break,
             }
         }
-        commit(&store, &context, batch).await;
+        carried = commit(&store, &context, batch, std::mem::take(&mut carried)).await;
     }
     tracing::debug!("writer stopped: every queued send is committed");
 }
 
-async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) {
+/// Commits `batch` with the `carried` receipts; returns the receipts owed to connected senders
+/// whose pumps did not take them, for the next batch to store.
+async fn commit<S: MessageStore>(
+    store: &S,
+    context: &Context,
+    batch: Vec<Job>,
+    mut receipts: Vec<NewReceipt>,
+) -> Vec<NewReceipt> {
     let metrics = &context.metrics;
     metrics.writer_queue_depth.dec_by(batch.len() as i64);
     let now = SystemTime::now();
@@ -271,6 +302,7 @@ async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) 
                     }
                 }
             }
+            Job::Receipts(more) => receipts.extend(more),
             Job::Barrier(done) => barriers.push(done),
         }
     }
@@ -279,12 +311,15 @@ async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) 
         metrics.writer_batch_size.observe(count as f64);
     }
     let mut woken = BTreeSet::new();
-    if !acks.is_empty() || count > 0 {
+    let mut left = Vec::new();
+    if !acks.is_empty() || count > 0 || !receipts.is_empty() {
         let batch = WriteBatch {
             acks,
             now_ms: unix_ms(now),
             sends: messages,
             max_queue: context.max_queue,
+            receipts,
+            push_receipts: Some(context.push_receipts.clone()),
         };
         match store.commit_batch(batch).await {
             Ok(outcome) if outcome.outcomes.len() == count => {
@@ -294,6 +329,9 @@ async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) 
                 woken.extend(outcome.receipts_to);
                 answer_all(metrics, answers, outcome.outcomes, &mut woken);
                 hand_off(&context.handoff, outcome.stored, &mut woken);
+                if !outcome.pushed_receipts.is_empty() {
+                    left = context.handoff.deliver_receipts(outcome.pushed_receipts);
+                }
             }
             Ok(outcome) => {
                 tracing::error!(
@@ -320,6 +358,7 @@ async fn commit<S: MessageStore>(store: &S, context: &Context, batch: Vec<Job>) 
         // The waiter may have gone (its connection closed).
         let _ = done.send(());
     }
+    left
 }
 
 /// Answers each send of a committed batch through its completion, in order.

@@ -7,6 +7,7 @@
 //! of it behind.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use confianza_api::{
     BlobId, CiphertextType, ClientMessageId, DeliveryReceipt, EcPublicKey, Envelope, GroupId,
@@ -140,6 +141,40 @@ pub struct AckRequest {
     pub receipt_expires_at_ms: u64,
 }
 
+/// Which devices take the delivery receipts a batch owes them straight from the server's
+/// memory instead of from their mailbox: the ones connected to this node, which are pushed the
+/// receipt at once and acknowledge it, so storing it would be a write and a delete for nothing.
+/// A receipt pushed from memory is stored after all if its device goes before acknowledging
+/// it; a crash loses it, which costs the sender a "delivered" mark, never a message.
+#[derive(Clone)]
+pub struct ReceiptRoute(Arc<dyn Fn(&DeviceAddress) -> bool + Send + Sync>);
+
+impl ReceiptRoute {
+    /// Receipts for the devices `connected` accepts are handed back unstored.
+    pub fn new(connected: impl Fn(&DeviceAddress) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(connected))
+    }
+
+    /// Splits `receipts` into the ones to store and the ones to push from memory.
+    pub fn split(
+        route: Option<&Self>,
+        receipts: Vec<NewReceipt>,
+    ) -> (Vec<NewReceipt>, Vec<NewReceipt>) {
+        match route {
+            Some(Self(connected)) => receipts
+                .into_iter()
+                .partition(|receipt| !connected(&receipt.to)),
+            None => (receipts, Vec::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReceiptRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptRoute").finish_non_exhaustive()
+    }
+}
+
 /// Everything the server's single writer commits at once ([`MessageStore::commit_batch`]):
 /// acknowledgements first (they free queue room the sends may need), the delivery receipts
 /// they owe, then the sends.
@@ -151,6 +186,26 @@ pub struct WriteBatch {
     pub sends: Vec<NewMessage>,
     /// The per-device queue limit for the sends ([`MessageStore::enqueue`]).
     pub max_queue: u64,
+    /// Receipts to store besides the ones the acknowledgements owe: receipts that were to be
+    /// pushed from memory and could not be (their device went first).
+    pub receipts: Vec<NewReceipt>,
+    /// The devices whose owed receipts come back unstored in
+    /// [`BatchOutcome::pushed_receipts`]; `None`: every receipt is stored.
+    pub push_receipts: Option<ReceiptRoute>,
+}
+
+impl WriteBatch {
+    /// Splits the receipts `owed` by the acknowledgements (see [`WriteBatch::push_receipts`])
+    /// and adds [`WriteBatch::receipts`] to the ones to store: `(to store, to push)`.
+    pub fn route_receipts(
+        push_receipts: Option<&ReceiptRoute>,
+        owed: Vec<NewReceipt>,
+        carried: Vec<NewReceipt>,
+    ) -> (Vec<NewReceipt>, Vec<NewReceipt>) {
+        let (mut stored, pushed) = ReceiptRoute::split(push_receipts, owed);
+        stored.extend(carried);
+        (stored, pushed)
+    }
 }
 
 /// What [`MessageStore::commit_batch`] did.
@@ -168,6 +223,9 @@ pub struct BatchOutcome {
     /// The receipts and messages stored, as [`MessageStore::enqueue_returning`] returns them
     /// (receipts first; delivery ids consecutive per device); `None`: the backend cannot tell.
     pub stored: Option<Vec<StoredEntry>>,
+    /// The receipts owed to devices [`WriteBatch::push_receipts`] accepts, not stored: the
+    /// caller pushes them (or stores them in a later batch).
+    pub pushed_receipts: Vec<NewReceipt>,
 }
 
 /// The delivery receipts `device` owes for the envelopes it acknowledged: one per sender
@@ -439,12 +497,15 @@ pub trait MessageStore: Send + Sync + 'static {
                 now_ms,
                 sends,
                 max_queue,
+                receipts: carried,
+                push_receipts,
             } = batch;
             let mut outcome = BatchOutcome {
                 acknowledged: acks.is_empty(),
                 stored: Some(Vec::new()),
                 ..BatchOutcome::default()
             };
+            let mut owed = Vec::new();
             if !acks.is_empty() {
                 let list: Vec<(DeviceAddress, Vec<u64>)> = acks
                     .iter()
@@ -453,7 +514,7 @@ pub trait MessageStore: Send + Sync + 'static {
                 match self.acknowledge_batch(&list).await {
                     Ok(all) if all.len() == acks.len() => {
                         outcome.acknowledged = true;
-                        let receipts: Vec<NewReceipt> = acks
+                        owed = acks
                             .iter()
                             .zip(all)
                             .flat_map(|(ack, acknowledged)| {
@@ -465,23 +526,6 @@ pub trait MessageStore: Send + Sync + 'static {
                                 )
                             })
                             .collect();
-                        let to: Vec<DeviceAddress> = receipts
-                            .iter()
-                            .map(|r| r.to.clone())
-                            .collect::<std::collections::BTreeSet<_>>()
-                            .into_iter()
-                            .collect();
-                        if !receipts.is_empty() {
-                            match self.enqueue_receipts_returning(receipts).await {
-                                Ok(stored) => {
-                                    outcome.receipts_to = to;
-                                    outcome.stored = stored;
-                                }
-                                Err(error) => {
-                                    tracing::error!(%error, "storing delivery receipts failed");
-                                }
-                            }
-                        }
                     }
                     Ok(all) => tracing::error!(
                         expected = acks.len(),
@@ -494,6 +538,26 @@ pub trait MessageStore: Send + Sync + 'static {
                         devices = acks.len(),
                         "deleting acknowledged entries failed"
                     ),
+                }
+            }
+            let (receipts, pushed) =
+                WriteBatch::route_receipts(push_receipts.as_ref(), owed, carried);
+            outcome.pushed_receipts = pushed;
+            if !receipts.is_empty() {
+                let to: Vec<DeviceAddress> = receipts
+                    .iter()
+                    .map(|r| r.to.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                match self.enqueue_receipts_returning(receipts).await {
+                    Ok(stored) => {
+                        outcome.receipts_to = to;
+                        outcome.stored = stored;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "storing delivery receipts failed");
+                    }
                 }
             }
             if !sends.is_empty() {

@@ -1094,6 +1094,8 @@ impl MessageStore for PgStore {
             now_ms,
             sends,
             max_queue,
+            receipts: carried,
+            push_receipts,
         } = batch;
         let mut tx = self.write().await?;
         let mut outcome = BatchOutcome {
@@ -1101,7 +1103,7 @@ impl MessageStore for PgStore {
             ..BatchOutcome::default()
         };
         let mut stored = Vec::new();
-        let mut receipts = Vec::new();
+        let mut owed = Vec::new();
         if !acks.is_empty() {
             let list: Vec<(DeviceAddress, Vec<u64>)> = acks
                 .iter()
@@ -1115,7 +1117,7 @@ impl MessageStore for PgStore {
                     savepoint.commit().await?;
                     outcome.acknowledged = true;
                     for (ack, acknowledged) in acks.iter().zip(all) {
-                        receipts.extend(receipts_owed(
+                        owed.extend(receipts_owed(
                             &ack.device,
                             acknowledged,
                             ack.receipt_expires_at_ms,
@@ -1129,6 +1131,8 @@ impl MessageStore for PgStore {
                 }
             }
         }
+        let (receipts, pushed) = WriteBatch::route_receipts(push_receipts.as_ref(), owed, carried);
+        outcome.pushed_receipts = pushed;
         // The receipts' targets and the sends' recipients are locked together, in one
         // statement and one order, so two nodes' batches cannot deadlock on each other.
         let devices: BTreeSet<&DeviceAddress> = receipts

@@ -57,6 +57,8 @@ pub(super) fn commit_batch(
         now_ms,
         sends,
         max_queue,
+        receipts: carried,
+        push_receipts,
     } = batch;
     let mut tx = write(connection)?;
     let mut stored = Vec::new();
@@ -64,7 +66,7 @@ pub(super) fn commit_batch(
         acknowledged: acks.is_empty(),
         ..BatchOutcome::default()
     };
-    let mut receipts = Vec::new();
+    let mut owed = Vec::new();
     let mut changes = Changes::default();
     if !acks.is_empty() {
         let savepoint = tx.savepoint()?;
@@ -78,7 +80,7 @@ pub(super) fn commit_batch(
                 changes = acked;
                 outcome.acknowledged = true;
                 for (ack, acknowledged) in acks.iter().zip(all) {
-                    receipts.extend(receipts_owed(
+                    owed.extend(receipts_owed(
                         &ack.device,
                         acknowledged,
                         ack.receipt_expires_at_ms,
@@ -93,6 +95,8 @@ pub(super) fn commit_batch(
             }
         }
     }
+    let (receipts, pushed) = WriteBatch::route_receipts(push_receipts.as_ref(), owed, carried);
+    outcome.pushed_receipts = pushed;
     if !receipts.is_empty() {
         let savepoint = tx.savepoint()?;
         match enqueue_receipts_in(&savepoint, receipts, Some(&mut stored)) {

@@ -297,7 +297,7 @@ impl MessageStore for SqliteStore {
     }
 
     async fn commit_batch(&self, batch: WriteBatch) -> Result<BatchOutcome, StoreError> {
-        if batch.acks.is_empty() && batch.sends.is_empty() {
+        if batch.acks.is_empty() && batch.sends.is_empty() && batch.receipts.is_empty() {
             return Ok(BatchOutcome {
                 acknowledged: true,
                 stored: Some(Vec::new()),
