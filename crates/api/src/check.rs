@@ -41,6 +41,11 @@ pub(crate) fn text(field: &'static str, value: &str, max: usize) -> Checked {
 /// An account address: non-empty, at most [`MAX_ADDRESS_LEN`] bytes, no whitespace or control
 /// characters. Its syntax beyond that (`local@domain`) is the server's policy.
 pub(crate) fn address(field: &'static str, value: &str) -> Checked {
+    // The common case in one pass over the bytes: printable ASCII without the space, which is
+    // neither whitespace nor a control character.
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        return bytes(field, value.as_bytes(), MAX_ADDRESS_LEN);
+    }
     text(field, value, MAX_ADDRESS_LEN)?;
     if value.chars().any(char::is_whitespace) {
         return Err(FieldError::Invalid(field));

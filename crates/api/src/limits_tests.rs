@@ -319,6 +319,20 @@ fn address_length() {
         client_refused(&fetch("a\u{7}@example.org".into())),
         FieldError::Invalid("fetch_bundle.address")
     );
+    // Beyond printable ASCII: other letters pass, other spaces and controls do not.
+    client_ok(&fetch("ñandú@example.org".into()));
+    for refused in [
+        "a\u{7f}@example.org",
+        "a\u{a0}b@example.org",
+        "a\u{2003}@example.org",
+        "a\u{85}@example.org",
+    ] {
+        assert_eq!(
+            client_refused(&fetch(refused.into())),
+            FieldError::Invalid("fetch_bundle.address"),
+            "{refused:?}"
+        );
+    }
 }
 
 #[test]

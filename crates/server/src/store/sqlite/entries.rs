@@ -138,35 +138,30 @@ pub(super) fn delete_acknowledged(
     tx: &Connection,
     pairs: &[(i64, i64)],
 ) -> Result<Vec<Acked>, StoreError> {
-    static SQL: OnceLock<(String, String)> = OnceLock::new();
-    let (select, delete) = SQL.get_or_init(|| {
-        // Each term is one search of the (device, delivery_id) index (SQLite's OR optimisation).
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        // Each term is one search of the (device, delivery_id) index (SQLite's OR optimisation);
+        // RETURNING reads each row as it is deleted instead of in a search of its own.
         let terms: Vec<String> = (0..CHUNK)
             .map(|n| format!("(device = ?{} AND delivery_id = ?{})", 2 * n + 1, 2 * n + 2))
             .collect();
-        let list: Vec<String> = (1..=CHUNK).map(|n| format!("?{n}")).collect();
-        (
-            format!(
-                "SELECT seq, device, delivery_id, kind, peer_address, peer_device_id, \
-                 client_message_ids, shared_body FROM mailbox WHERE {}",
-                terms.join(" OR ")
-            ),
-            format!("DELETE FROM mailbox WHERE seq IN ({})", list.join(", ")),
+        format!(
+            "DELETE FROM mailbox WHERE {} RETURNING seq, device, delivery_id, kind, \
+             peer_address, peer_device_id, client_message_ids, shared_body",
+            terms.join(" OR ")
         )
     });
     let mut acked = Vec::with_capacity(pairs.len());
     // Unused places of a chunk are NULL, which nothing equals.
     let mut params: Vec<Option<i64>> = Vec::with_capacity(2 * CHUNK);
-    let mut select = tx.prepare_cached(select)?;
-    let mut delete = tx.prepare_cached(delete)?;
+    let mut delete = tx.prepare_cached(sql)?;
     for chunk in pairs.chunks(CHUNK) {
-        let first = acked.len();
         params.clear();
         for &(device, delivery_id) in chunk {
             params.extend([Some(device), Some(delivery_id)]);
         }
         params.resize(2 * CHUNK, None);
-        let mut rows = select.query(rusqlite::params_from_iter(&params))?;
+        let mut rows = delete.query(rusqlite::params_from_iter(&params))?;
         while let Some(row) = rows.next()? {
             acked.push(Acked {
                 seq: row.get(0)?,
@@ -179,13 +174,6 @@ pub(super) fn delete_acknowledged(
                 shared_body: row.get(7)?,
             });
         }
-        if acked.len() == first {
-            continue;
-        }
-        params.clear();
-        params.extend(acked[first..].iter().map(|entry| Some(entry.seq)));
-        params.resize(CHUNK, None);
-        delete.execute(rusqlite::params_from_iter(&params))?;
     }
     acked.sort_unstable_by_key(|entry| (entry.device, entry.delivery_id));
     Ok(acked)
