@@ -10,7 +10,7 @@ use confianza_api::{
     CiphertextType, DeliveryItem, DeviceSelector, ErrorCode, Notice, OutgoingEnvelope, RequestBody,
     ResponseBody,
 };
-use confianza_server::store::{DeviceAddress, MessageStore, NewDevice};
+use confianza_server::store::{DeviceAddress, MessageStore, NewDevice, QueuedItem};
 use support::{DeviceKeys, TestClient, TestServer};
 
 fn envelope(to: &TestClient, body: &[u8], id: u8) -> OutgoingEnvelope {
@@ -296,6 +296,40 @@ async fn receipts_for_a_connected_sender_come_from_memory_and_are_kept_if_it_goe
     let closed = alice.closed().await;
     assert_eq!(closed.error.map(|e| e.code), Some(ErrorCode::Forbidden));
     server.shutdown().await;
+}
+
+/// A graceful shutdown closes the connections before the writer stops: a receipt pushed from
+/// memory and not yet acknowledged is in the store afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_held_in_memory_are_stored_at_a_graceful_shutdown() {
+    let mut server = TestServer::start().await;
+    let mut alice = server.enroll("alice@example.org", 1).await;
+    let mut bob = server.enroll("bob@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    bob.notice(|n| *n == Notice::MailboxDrained).await;
+    send(&mut alice, &bob, b"one", 1).await;
+    let delivery = bob.delivery().await;
+    bob.ack(vec![delivery.id]).await;
+    let receipt = alice.delivery().await;
+    assert!(receipt.id > 1 << 63, "pushed from memory: {}", receipt.id);
+
+    server.shutdown().await;
+    let alice_device = DeviceAddress {
+        address: alice.address.clone(),
+        device_id: alice.device_id,
+    };
+    let stored = server
+        .store
+        .pending(&alice_device, 0, 10)
+        .await
+        .expect("pending");
+    assert_eq!(stored.len(), 1);
+    let (QueuedItem::Receipt(kept), DeliveryItem::Receipt(pushed)) =
+        (&stored[0].item, &receipt.item)
+    else {
+        panic!("not receipts: {stored:?}, {receipt:?}");
+    };
+    assert_eq!(kept, pushed, "the receipt alice did not acknowledge");
 }
 
 struct OfflineTarget {
