@@ -7,8 +7,8 @@ mod support;
 use std::collections::HashSet;
 
 use confianza_api::{
-    CiphertextType, DeliveryItem, DeviceSelector, ErrorCode, Notice, OutgoingEnvelope, RequestBody,
-    ResponseBody,
+    CiphertextType, Delivery, DeliveryItem, DeviceSelector, ErrorCode, Notice, OutgoingEnvelope,
+    RequestBody, ResponseBody,
 };
 use confianza_server::store::{DeviceAddress, MessageStore, NewDevice, QueuedItem};
 use support::{DeviceKeys, TestClient, TestServer};
@@ -237,23 +237,13 @@ async fn messages_are_delivered_live_and_after_reconnect_exactly_once_in_order()
     server.shutdown().await;
 }
 
-/// A delivery receipt for a sender connected to the node is pushed from memory (an id above
-/// 2^63, nothing stored); one the sender leaves unacknowledged is stored when its connection
-/// goes and comes from the mailbox on the next one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipts_for_a_connected_sender_come_from_memory_and_are_kept_if_it_goes() {
-    const FROM_MEMORY: u64 = 1 << 63;
-    let mut server = TestServer::start().await;
-    let mut alice = server.enroll("alice@example.org", 1).await;
-    let mut bob = server.enroll("bob@example.org", 1).await;
-    alice.notice(|n| *n == Notice::MailboxDrained).await;
-    bob.notice(|n| *n == Notice::MailboxDrained).await;
-    let alice_device = DeviceAddress {
-        address: alice.address.clone(),
-        device_id: alice.device_id,
-    };
+/// Delivery ids of receipts pushed from memory start above this one.
+const FROM_MEMORY: u64 = 1 << 63;
 
-    send(&mut alice, &bob, b"one", 1).await;
+/// Alice (connected) sends Bob message `id`; Bob acknowledges it; returns the receipt pushed to
+/// Alice, checked to come from memory.
+async fn receipt_from_memory(alice: &mut TestClient, bob: &mut TestClient, id: u8) -> Delivery {
+    send(alice, bob, b"hello", id).await;
     let delivery = bob.delivery().await;
     bob.ack(vec![delivery.id]).await;
     let receipt = alice.delivery().await;
@@ -263,25 +253,39 @@ async fn receipts_for_a_connected_sender_come_from_memory_and_are_kept_if_it_goe
         receipt.id
     );
     let DeliveryItem::Receipt(body) = &receipt.item else {
-        panic!("not a receipt");
+        panic!("not a receipt: {receipt:?}");
     };
-    assert_eq!(body.client_message_ids, vec![[1; 16]]);
-    assert_eq!(
-        server
-            .store
-            .queue_depth(&alice_device)
-            .await
-            .expect("depth"),
-        0
-    );
+    assert_eq!(body.client_message_ids, vec![[id; 16]]);
+    receipt
+}
+
+/// A server with Alice and Bob connected, their backlogs drained.
+async fn alice_and_bob() -> (TestServer, TestClient, TestClient, DeviceAddress) {
+    let server = TestServer::start().await;
+    let mut alice = server.enroll("alice@example.org", 1).await;
+    let mut bob = server.enroll("bob@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    bob.notice(|n| *n == Notice::MailboxDrained).await;
+    let alice_device = DeviceAddress {
+        address: alice.address.clone(),
+        device_id: alice.device_id,
+    };
+    (server, alice, bob, alice_device)
+}
+
+/// A delivery receipt for a sender connected to the node is pushed from memory (an id above
+/// 2^63, nothing stored); one the sender leaves unacknowledged is stored when its connection
+/// goes and comes from the mailbox on the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_a_connected_sender_come_from_memory_and_are_kept_if_it_goes() {
+    let (mut server, mut alice, mut bob, alice_device) = alice_and_bob().await;
+    let receipt = receipt_from_memory(&mut alice, &mut bob, 1).await;
+    let depth = server.store.queue_depth(&alice_device).await;
+    assert_eq!(depth.expect("depth"), 0);
     alice.ack(vec![receipt.id]).await;
 
     // Alice leaves the next receipt unacknowledged and reconnects: it was stored meanwhile.
-    send(&mut alice, &bob, b"two", 2).await;
-    let delivery = bob.delivery().await;
-    bob.ack(vec![delivery.id]).await;
-    let unacknowledged = alice.delivery().await;
-    assert!(unacknowledged.id > FROM_MEMORY);
+    let unacknowledged = receipt_from_memory(&mut alice, &mut bob, 2).await;
     let mut alice = alice.reconnect(&server).await;
     let again = alice.delivery().await;
     assert!(again.id < FROM_MEMORY, "from the mailbox: {}", again.id);
@@ -302,27 +306,11 @@ async fn receipts_for_a_connected_sender_come_from_memory_and_are_kept_if_it_goe
 /// memory and not yet acknowledged is in the store afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_held_in_memory_are_stored_at_a_graceful_shutdown() {
-    let mut server = TestServer::start().await;
-    let mut alice = server.enroll("alice@example.org", 1).await;
-    let mut bob = server.enroll("bob@example.org", 1).await;
-    alice.notice(|n| *n == Notice::MailboxDrained).await;
-    bob.notice(|n| *n == Notice::MailboxDrained).await;
-    send(&mut alice, &bob, b"one", 1).await;
-    let delivery = bob.delivery().await;
-    bob.ack(vec![delivery.id]).await;
-    let receipt = alice.delivery().await;
-    assert!(receipt.id > 1 << 63, "pushed from memory: {}", receipt.id);
-
+    let (mut server, mut alice, mut bob, alice_device) = alice_and_bob().await;
+    let receipt = receipt_from_memory(&mut alice, &mut bob, 1).await;
     server.shutdown().await;
-    let alice_device = DeviceAddress {
-        address: alice.address.clone(),
-        device_id: alice.device_id,
-    };
-    let stored = server
-        .store
-        .pending(&alice_device, 0, 10)
-        .await
-        .expect("pending");
+    let stored = server.store.pending(&alice_device, 0, 10).await;
+    let stored = stored.expect("pending");
     assert_eq!(stored.len(), 1);
     let (QueuedItem::Receipt(kept), DeliveryItem::Receipt(pushed)) =
         (&stored[0].item, &receipt.item)
