@@ -154,19 +154,6 @@ impl ReceiptRoute {
     pub fn new(connected: impl Fn(&DeviceAddress) -> bool + Send + Sync + 'static) -> Self {
         Self(Arc::new(connected))
     }
-
-    /// Splits `receipts` into the ones to store and the ones to push from memory.
-    pub fn split(
-        route: Option<&Self>,
-        receipts: Vec<NewReceipt>,
-    ) -> (Vec<NewReceipt>, Vec<NewReceipt>) {
-        match route {
-            Some(Self(connected)) => receipts
-                .into_iter()
-                .partition(|receipt| !connected(&receipt.to)),
-            None => (receipts, Vec::new()),
-        }
-    }
 }
 
 impl std::fmt::Debug for ReceiptRoute {
@@ -202,7 +189,12 @@ impl WriteBatch {
         owed: Vec<NewReceipt>,
         carried: Vec<NewReceipt>,
     ) -> (Vec<NewReceipt>, Vec<NewReceipt>) {
-        let (mut stored, pushed) = ReceiptRoute::split(push_receipts, owed);
+        let (mut stored, pushed) = match push_receipts {
+            Some(ReceiptRoute(connected)) => owed
+                .into_iter()
+                .partition(|receipt| !connected(&receipt.to)),
+            None => (owed, Vec::new()),
+        };
         stored.extend(carried);
         (stored, pushed)
     }
