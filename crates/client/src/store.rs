@@ -1252,17 +1252,9 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            let member = sqlx::query(
-                "UPDATE message_recipients SET delivered_at_ms = ? WHERE recipient = ? \
-                 AND delivered_at_ms IS NULL AND message_id IN (SELECT id FROM messages \
-                 WHERE outgoing = 1 AND client_message_id = ? AND conversation LIKE 'group:%')",
-            )
-            .bind(to_i64(at_ms))
-            .bind(recipient)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if member.rows_affected() > 0 {
+            let member =
+                mark_member(&mut tx, MemberMark::Delivered, recipient, id, to_i64(at_ms)).await?;
+            if member > 0 {
                 sqlx::query(
                     "UPDATE messages SET delivered = 1 WHERE outgoing = 1 \
                      AND client_message_id = ? AND conversation LIKE 'group:%' \
@@ -1303,16 +1295,7 @@ impl Store {
             .bind(reader)
             .execute(&mut *tx)
             .await?;
-            let member = sqlx::query(
-                "UPDATE message_recipients SET read_at_ms = ? WHERE recipient = ? \
-                 AND read_at_ms IS NULL AND message_id IN (SELECT id FROM messages \
-                 WHERE outgoing = 1 AND client_message_id = ? AND conversation LIKE 'group:%')",
-            )
-            .bind(at_ms)
-            .bind(reader)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            let member = mark_member(&mut tx, MemberMark::Read, reader, id, at_ms).await?;
             // The message's own read time: the first member's, or for a message without
             // per-member rows, the first receipt's.
             let group = sqlx::query(
@@ -1329,7 +1312,7 @@ impl Store {
             .await?;
             // One per message: a member's first receipt changes both the member's row and
             // the message's.
-            changed += direct.rows_affected() + member.rows_affected().max(group.rows_affected());
+            changed += direct.rows_affected() + member.max(group.rows_affected());
         }
         tx.commit().await?;
         Ok(changed)
@@ -1642,4 +1625,41 @@ fn to_u64(value: i64) -> Result<u64, StoreError> {
 
 fn to_u32(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("value {value} out of range")))
+}
+
+/// Which per-member time a receipt records.
+#[derive(Clone, Copy)]
+enum MemberMark {
+    Delivered,
+    Read,
+}
+
+/// Records `member`'s receipt for the outgoing group message `client_message_id` (the first
+/// one only); returns how many member rows changed (0 if it was not sent to `member`).
+async fn mark_member(
+    connection: &mut sqlx::SqliteConnection,
+    mark: MemberMark,
+    member: &str,
+    client_message_id: &[u8],
+    at_ms: i64,
+) -> Result<u64, StoreError> {
+    let sql = match mark {
+        MemberMark::Delivered => {
+            "UPDATE message_recipients SET delivered_at_ms = ? WHERE recipient = ? \
+             AND delivered_at_ms IS NULL AND message_id IN (SELECT id FROM messages \
+             WHERE outgoing = 1 AND client_message_id = ? AND conversation LIKE 'group:%')"
+        }
+        MemberMark::Read => {
+            "UPDATE message_recipients SET read_at_ms = ? WHERE recipient = ? \
+             AND read_at_ms IS NULL AND message_id IN (SELECT id FROM messages \
+             WHERE outgoing = 1 AND client_message_id = ? AND conversation LIKE 'group:%')"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(at_ms)
+        .bind(member)
+        .bind(client_message_id)
+        .execute(connection)
+        .await?;
+    Ok(done.rows_affected())
 }

@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
+use confianza_api::Group;
 use confianza_client::account::{Client, ClientError};
 use confianza_client::connection::RequestError;
 use confianza_client::messaging::ClientEvent;
@@ -245,18 +246,24 @@ async fn a_revoked_contact_is_refused_for_new_sessions() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_fans_out_one_ciphertext_and_rekeys_when_a_member_leaves() {
-    let server = Server::start().await;
-    let home = tempfile::tempdir().unwrap();
-    let [alice, mut bob, mut carol] = server
+/// Alice, Bob and Carol connected, and the group "lunch" Alice made with the other two.
+async fn lunch_group(server: &Server, home: &std::path::Path) -> ([Client; 3], Group) {
+    let clients = server
         .connected(
-            home.path(),
+            home,
             ["alice@example.org", "bob@example.org", "carol@example.org"],
         )
         .await;
     let members = vec!["bob@example.org".to_owned(), "carol@example.org".to_owned()];
-    let group = alice.group_create("lunch", &members).await.unwrap();
+    let group = clients[0].group_create("lunch", &members).await.unwrap();
+    (clients, group)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_fans_out_one_ciphertext_and_rekeys_when_a_member_leaves() {
+    let server = Server::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let ([alice, mut bob, mut carol], group) = lunch_group(&server, home.path()).await;
     assert_eq!(group.members.len(), 3);
     assert_eq!(alice.find_group("lunch").await.unwrap().id, group.id);
 
@@ -317,14 +324,7 @@ async fn await_group_state(
 async fn a_group_message_is_delivered_member_by_member() {
     let server = Server::start().await;
     let home = tempfile::tempdir().unwrap();
-    let [mut alice, mut bob, mut carol] = server
-        .connected(
-            home.path(),
-            ["alice@example.org", "bob@example.org", "carol@example.org"],
-        )
-        .await;
-    let members = vec!["bob@example.org".to_owned(), "carol@example.org".to_owned()];
-    let group = alice.group_create("lunch", &members).await.unwrap();
+    let ([mut alice, mut bob, mut carol], group) = lunch_group(&server, home.path()).await;
     // Carol is away: the server keeps her copy, and sends no receipt for her yet.
     carol.disconnect();
     alice.send_group_text(group.id, "noon?").await.unwrap();
