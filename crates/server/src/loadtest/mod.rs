@@ -13,8 +13,9 @@
 //! * **relay** (default): N connected clients send to each other (client *i* to every other
 //!   in turn), each with up to `--window` sends in flight, and acknowledge what they receive.
 //!   Reported: messages/s durably accepted (a send counts when its `Sent` arrives, which the
-//!   server answers after its commit), delivery latency p50/p99 (send → delivered),
-//!   acceptance latency, and server CPU per message.
+//!   server answers after its commit, or after the recipient acknowledged a message relayed
+//!   live), delivery latency p50/p99 (send → delivered), acceptance latency, and server CPU
+//!   per message.
 //! * **offline** (`--offline`): N senders and N recipients that are enrolled, then
 //!   disconnected: stored messages/s.
 //! * **connections** (`--connections N`): N enrolled devices hold idle connections for
@@ -468,7 +469,7 @@ async fn messages(
         args.payload, args.window
     );
     println!(
-        "accepted (Sent after commit): {} messages in {:.2} s = {:.0} msg/s",
+        "accepted (Sent: committed, or acknowledged live): {} messages in {:.2} s = {:.0} msg/s",
         tally.accepted,
         send_phase.as_secs_f64(),
         rate(tally.accepted, send_phase)

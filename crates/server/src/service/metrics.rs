@@ -19,7 +19,7 @@ pub struct Metrics {
     pub requests_total: Counter,
     /// Requests refused with an error code.
     pub request_errors_total: Counter,
-    /// Envelopes newly stored (one per recipient device).
+    /// Envelopes newly accepted (one per recipient device): stored, or relayed live.
     pub messages_in_total: Counter,
     /// Deliveries pushed to devices (envelopes and receipts).
     pub messages_out_total: Counter,
@@ -27,6 +27,9 @@ pub struct Metrics {
     pub deliveries_handed_off_total: Counter,
     /// Delivery receipts pushed from memory to a sender connected here, never stored.
     pub receipts_from_memory_total: Counter,
+    /// Messages relayed live: pushed from memory to a device connected here and acknowledged
+    /// by it, never stored.
+    pub messages_live_total: Counter,
     /// Mailbox reads (`pending`) by the pumps of connected devices.
     pub mailbox_reads_total: Counter,
     /// Deliveries acknowledged by devices.
@@ -62,6 +65,7 @@ impl Metrics {
         let messages_out_total = Counter::default();
         let deliveries_handed_off_total = Counter::default();
         let receipts_from_memory_total = Counter::default();
+        let messages_live_total = Counter::default();
         let mailbox_reads_total = Counter::default();
         let messages_acknowledged_total = Counter::default();
         let messages_expired_total = Counter::default();
@@ -95,7 +99,7 @@ impl Metrics {
         );
         registry.register(
             "messages_in",
-            "Envelopes stored, one per recipient device",
+            "Envelopes accepted (stored, or relayed live), one per recipient device",
             messages_in_total.clone(),
         );
         registry.register(
@@ -112,6 +116,11 @@ impl Metrics {
             "receipts_from_memory",
             "Delivery receipts pushed from memory to a sender connected here, never stored",
             receipts_from_memory_total.clone(),
+        );
+        registry.register(
+            "messages_live",
+            "Messages pushed from memory to a device connected here and acknowledged, never stored",
+            messages_live_total.clone(),
         );
         registry.register(
             "mailbox_reads",
@@ -158,6 +167,7 @@ impl Metrics {
             messages_out_total,
             deliveries_handed_off_total,
             receipts_from_memory_total,
+            messages_live_total,
             mailbox_reads_total,
             messages_acknowledged_total,
             messages_expired_total,

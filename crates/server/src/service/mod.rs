@@ -11,7 +11,9 @@
 //! | `session`, `handlers/` | a connection's state and its requests, one file per area |
 //! | `writer` | the single writer: group commit of every send and acknowledgement |
 //! | `device_cache` | recipients' device lists, reused for a moment by sends |
-//! | `mailbox` | pushing a device's mailbox, acknowledgements, receipts |
+//! | `mailbox` | pushing a device's mail, acknowledgements, receipts |
+//! | `inbox` | the hand-off from the writer to the pumps of devices connected here |
+//! | `live` | live relay: one-to-one messages pushed from memory, stored only if unacknowledged |
 //! | `events` | connected devices and the bus that wakes them (local; NATS for several nodes) |
 //! | `nats` | the bus of several nodes: local dispatch + NATS publish/subscribe |
 //! | `blobs`, `handlers/blobs` | attachment bytes in object storage: chunked resumable uploads, ranges, expiry |
@@ -21,8 +23,10 @@
 //!
 //! # Guarantees
 //!
-//! * A send is answered `Sent` only after its commit; a graceful shutdown commits every send
-//!   it accepted before closing, so nothing acknowledged is lost.
+//! * A send is answered `Sent` only after its commit, or, relayed live, after every recipient
+//!   device acknowledged it; a graceful shutdown commits every send it accepted before
+//!   closing (live messages not acknowledged by then included), so nothing acknowledged is
+//!   lost.
 //! * A mailbox entry is deleted only after the device acknowledged it; a device receives its
 //!   backlog oldest first, then new mail live, with at most
 //!   [`limits::MAX_DELIVERIES_IN_FLIGHT`] unacknowledged deliveries.
@@ -42,7 +46,9 @@ mod expiry;
 mod handlers;
 pub mod handshake;
 mod http;
+mod inbox;
 pub mod limits;
+mod live;
 mod mailbox;
 mod metrics;
 mod nats;

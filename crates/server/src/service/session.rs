@@ -15,27 +15,39 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::error::Failure;
+use super::inbox::Inbox;
 use super::limits::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_SECOND, SEND_BURST, SENDS_PER_SECOND};
+use super::live::Live;
 use super::rate_limit::TokenBucket;
 use super::state::Shared;
 use super::writer::{Completion, WriteError};
 use crate::store::{Device, DeviceAddress, EnqueueOutcome, MessageStore, NewReceipt};
 
-/// The delivery ids of receipts pushed from memory start above this one: they never meet the
-/// mailbox's ids (a device's counter would need billions of years to get there), and the
-/// mailbox cursor never moves for them.
-pub const MEMORY_RECEIPT_IDS: u64 = 1 << 63;
+/// The delivery ids of what is pushed from memory (delivery receipts, live messages) start
+/// above this one: they never meet the mailbox's ids (a device's counter would need billions
+/// of years to get there), and the mailbox cursor never moves for them.
+pub const MEMORY_IDS: u64 = 1 << 63;
+
+/// A delivery pushed from memory, held until the device acknowledges it.
+#[derive(Debug)]
+pub enum Held {
+    /// A delivery receipt: stored if the connection goes first.
+    Receipt(NewReceipt),
+    /// A live message ([`super::live`]): handed back to the writer if the connection goes
+    /// first.
+    Message(Arc<Live>),
+}
 
 /// The deliveries of this connection: pushed and not yet acknowledged, and the highest id
-/// pushed so far (the mailbox cursor); besides, the delivery receipts pushed from memory and
-/// not yet acknowledged, stored if the connection goes first.
+/// pushed so far (the mailbox cursor); besides, what was pushed from memory and not yet
+/// acknowledged.
 #[derive(Debug)]
 pub struct Window {
     pub unacknowledged: HashSet<u64>,
     pub highest_pushed: u64,
-    pub receipts: HashMap<u64, NewReceipt>,
-    /// The id of the last receipt pushed from memory (above [`MEMORY_RECEIPT_IDS`]).
-    pub last_receipt_id: u64,
+    pub memory: HashMap<u64, Held>,
+    /// The id of the last delivery pushed from memory (above [`MEMORY_IDS`]).
+    pub last_memory_id: u64,
 }
 
 impl Default for Window {
@@ -43,8 +55,8 @@ impl Default for Window {
         Self {
             unacknowledged: HashSet::new(),
             highest_pushed: 0,
-            receipts: HashMap::new(),
-            last_receipt_id: MEMORY_RECEIPT_IDS,
+            memory: HashMap::new(),
+            last_memory_id: MEMORY_IDS,
         }
     }
 }
@@ -52,7 +64,14 @@ impl Default for Window {
 impl Window {
     /// Deliveries pushed and not yet acknowledged, of both kinds.
     pub fn in_flight(&self) -> usize {
-        self.unacknowledged.len() + self.receipts.len()
+        self.unacknowledged.len() + self.memory.len()
+    }
+
+    /// Enters `held` with the next memory id, which it returns.
+    pub fn hold(&mut self, held: Held) -> u64 {
+        self.last_memory_id += 1;
+        self.memory.insert(self.last_memory_id, held);
+        self.last_memory_id
     }
 }
 
@@ -77,6 +96,8 @@ pub enum Reply {
 /// Once a device is known: its mailbox pump and the handles shared with it.
 pub struct Delivering {
     pub in_flight: InFlight,
+    /// Where the writer hands the device's new mail ([`super::inbox`]).
+    pub inbox: Arc<Inbox>,
     /// Wakes the pump when an acknowledgement made room in a full window. New mail wakes it
     /// through its registration instead.
     pub room: Arc<Notify>,

@@ -17,6 +17,13 @@
 //! no pump takes after all, or one its connection left unacknowledged, comes back to the
 //! writer and is stored in its next batch.
 //!
+//! A one-to-one send whose recipients all have a pump here, caught up and reading, is not
+//! stored at once: the writer routes it **live** ([`super::live`]) into their inboxes and
+//! answers the sender once every recipient has acknowledged it (through the
+//! acknowledgement's job), so it never reaches the store; a live message still
+//! unacknowledged after [`super::live::LIVE_ACK_WAIT`], or handed back by a pump whose
+//! connection went, is stored by the next batch like any send and answered after it.
+//!
 //! Nobody waits on the writer's task for an answer: a send's completion runs on the writer
 //! (it queues the `Sent` frame on the connection), and an acknowledgement needs no answer.
 //!
@@ -32,13 +39,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventBus};
+use super::inbox::{Handed, Handoff};
 use super::limits::{MAX_WRITER_BATCH, WRITER_QUEUE_LEN};
-use super::mailbox::Handoff;
+use super::live::{Acked, Live, LiveKey, LiveMessage, LiveRoute, PendingSend, Settled};
 use super::metrics::Metrics;
 use super::state::unix_ms;
 use crate::store::{
-    AckRequest, DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt, ReceiptRoute,
-    StoredEntry, WriteBatch,
+    AckRequest, Acknowledged, DeviceAddress, EnqueueOutcome, MessageStore, NewMessage, NewReceipt,
+    ReceiptRoute, WriteBatch, receipts_owed,
 };
 
 /// The writer could not store a send.
@@ -65,11 +73,12 @@ struct SendJob {
     queued_at: Instant,
 }
 
-/// What one `Ack` frame asked the writer to delete.
+/// What one `Ack` frame asked the writer to do: delete entries, settle live messages.
 struct AckJob {
     device: DeviceAddress,
     delivery_ids: Vec<u64>,
-    /// How long the delivery receipts owed for these entries wait unread before expiry.
+    live: Vec<Arc<Live>>,
+    /// How long the delivery receipts owed for these deliveries wait unread before expiry.
     receipt_ttl: Duration,
 }
 
@@ -77,8 +86,14 @@ struct AckJob {
 enum Job {
     Send(SendJob),
     Ack(AckJob),
-    /// Receipts that were to be pushed from memory and must be stored after all.
-    Receipts(Vec<NewReceipt>),
+    /// What a stopped pump held in memory and must be stored after all: receipts, and live
+    /// messages (their senders are answered once they are stored).
+    HandBack {
+        receipts: Vec<NewReceipt>,
+        messages: Vec<LiveMessage>,
+        /// Live messages stored while pushed, no longer in flight.
+        released: Vec<LiveKey>,
+    },
     /// Answered once everything queued before it is committed.
     Barrier(oneshot::Sender<()>),
 }
@@ -88,8 +103,10 @@ impl Job {
     fn weight(&self) -> usize {
         match self {
             Self::Send(send) => send.messages.len(),
-            Self::Ack(ack) => ack.delivery_ids.len(),
-            Self::Receipts(receipts) => receipts.len(),
+            Self::Ack(ack) => ack.delivery_ids.len() + ack.live.len(),
+            Self::HandBack {
+                receipts, messages, ..
+            } => receipts.len() + messages.len(),
             Self::Barrier(_) => 0,
         }
     }
@@ -109,8 +126,13 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// Where a job's outcomes go: how many messages it had, its completion, when it queued.
-type Answer = (usize, Completion, Instant);
+/// Where the outcomes of a batch's sends go, in order.
+enum Answer {
+    /// A whole send: how many messages it had, its completion, when it queued.
+    Whole(usize, Completion, Instant),
+    /// One live message stored after all: its slot in its send.
+    Slot(Arc<PendingSend>, usize),
+}
 
 impl Writer {
     /// Queues `messages` (stored in one transaction with the rest of their batch, in order);
@@ -131,7 +153,8 @@ impl Writer {
     }
 
     /// Queues the deletion of `device`'s acknowledged entries `delivery_ids` (ids it does not
-    /// hold are ignored) and of the delivery receipts owed to their senders, expiring after
+    /// hold are ignored), the settling of the `live` messages it acknowledged (their senders
+    /// are answered), and the delivery receipts owed to their senders, expiring after
     /// `receipt_ttl`, for the next batch. Returns once queued: nothing waits for the commit (an
     /// entry whose deletion fails stays queued and is delivered again on the next connection;
     /// clients drop repeats). A receipt that cannot be stored is logged and dropped: it costs
@@ -140,20 +163,33 @@ impl Writer {
         &self,
         device: DeviceAddress,
         delivery_ids: Vec<u64>,
+        live: Vec<Arc<Live>>,
         receipt_ttl: Duration,
     ) -> Result<(), WriteError> {
         self.queue(Job::Ack(AckJob {
             device,
             delivery_ids,
+            live,
             receipt_ttl,
         }))
         .await
     }
 
-    /// Queues `receipts` to be stored in the next batch: receipts held in memory for a pump
-    /// that stopped before its device acknowledged them.
-    pub async fn store_receipts(&self, receipts: Vec<NewReceipt>) -> Result<(), WriteError> {
-        self.queue(Job::Receipts(receipts)).await
+    /// Queues what a stopped pump held in memory, unacknowledged, to be stored in the next
+    /// batch: delivery receipts, and live messages in the order they were pushed; `released`
+    /// live messages were stored already.
+    pub async fn hand_back(
+        &self,
+        receipts: Vec<NewReceipt>,
+        messages: Vec<LiveMessage>,
+        released: Vec<LiveKey>,
+    ) -> Result<(), WriteError> {
+        self.queue(Job::HandBack {
+            receipts,
+            messages,
+            released,
+        })
+        .await
     }
 
     /// Returns once every job queued before this call (sends, acknowledgements) is committed
@@ -219,6 +255,14 @@ struct Context {
     max_queue: u64,
 }
 
+/// Sleeps until `deadline` (forever without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run<S: MessageStore>(
     store: S,
     context: Context,
@@ -228,23 +272,29 @@ async fn run<S: MessageStore>(
     let mut stopping = false;
     // Receipts no pump took: stored by the next batch, which then runs without waiting.
     let mut carried: Vec<NewReceipt> = Vec::new();
+    let mut live = LiveRoute::default();
     loop {
         let mut batch = Vec::new();
-        if carried.is_empty() {
+        let due = live
+            .next_deadline()
+            .is_some_and(|deadline| deadline <= Instant::now());
+        if carried.is_empty() && !due {
+            let deadline = live.next_deadline();
             let first = tokio::select! {
                 biased;
-                job = receiver.recv() => job,
+                job = receiver.recv() => match job {
+                    Some(job) => Some(job),
+                    None => break,
+                },
                 () = stop.cancelled(), if !stopping => {
                     // No new sends; the ones already queued are still committed below.
                     receiver.close();
                     stopping = true;
                     continue;
                 }
+                () = sleep_until(deadline), if deadline.is_some() => None,
             };
-            let Some(first) = first else {
-                break;
-            };
-            batch.push(first);
+            batch.extend(first);
         }
         let mut count = carried.len() + batch.iter().map(Job::weight).sum::<usize>();
         while count < MAX_WRITER_BATCH {
@@ -256,55 +306,104 @@ async fn run<S: MessageStore>(
                 Err(_) => break,
             }
         }
-        carried = commit(&store, &context, batch, std::mem::take(&mut carried)).await;
+        carried = commit(
+            &store,
+            &context,
+            batch,
+            std::mem::take(&mut carried),
+            &mut live,
+        )
+        .await;
     }
     tracing::debug!("writer stopped: every queued send is committed");
 }
 
-/// Commits `batch` with the `carried` receipts; returns the receipts owed to connected senders
-/// whose pumps did not take them, for the next batch to store.
+/// Commits `batch` with the `carried` receipts (routing what it can live, see
+/// [`super::live`], and storing the live messages whose wait is over); returns the receipts
+/// owed to connected senders whose pumps did not take them, for the next batch to store.
 async fn commit<S: MessageStore>(
     store: &S,
     context: &Context,
     batch: Vec<Job>,
     mut receipts: Vec<NewReceipt>,
+    live: &mut LiveRoute,
 ) -> Vec<NewReceipt> {
     let metrics = &context.metrics;
     metrics.writer_queue_depth.dec_by(batch.len() as i64);
     let now = SystemTime::now();
-    let mut acks = Vec::new();
-    let mut acking: HashMap<DeviceAddress, usize> = HashMap::new();
-    let mut acked_ids = 0u64;
+    let started = Instant::now();
+    let mut acks = Acks::default();
     let mut messages = Vec::new();
     let mut answers: Vec<Answer> = Vec::new();
     let mut barriers = Vec::new();
     for job in batch {
         match job {
-            Job::Send(send) => {
-                answers.push((send.messages.len(), send.completion, send.queued_at));
-                messages.extend(send.messages);
-            }
-            Job::Ack(ack) => {
-                acked_ids += ack.delivery_ids.len() as u64;
-                // One request per device: the receipts it owes a sender then fold into one.
-                match acking.get(&ack.device) {
-                    Some(&index) => {
-                        let request: &mut AckRequest = &mut acks[index];
-                        request.delivery_ids.extend(ack.delivery_ids);
+            Job::Send(send) => match live.inboxes(&context.handoff, &send.messages) {
+                Some(inboxes) => {
+                    let pending =
+                        PendingSend::new(send.messages.len(), send.completion, send.queued_at);
+                    let routed = live.route(send.messages, inboxes, &pending, started);
+                    if let Some(settled) = routed.settled {
+                        finish(metrics, settled);
                     }
-                    None => {
-                        acking.insert(ack.device.clone(), acks.len());
-                        acks.push(AckRequest {
-                            device: ack.device,
-                            delivery_ids: ack.delivery_ids,
-                            receipt_expires_at_ms: unix_ms(now + ack.receipt_ttl),
-                        });
+                    for message in routed.refused {
+                        to_store_live(&mut answers, &mut messages, message);
                     }
                 }
+                None => {
+                    answers.push(Answer::Whole(
+                        send.messages.len(),
+                        send.completion,
+                        send.queued_at,
+                    ));
+                    messages.extend(send.messages);
+                }
+            },
+            Job::Ack(ack) => {
+                let expires_at_ms = unix_ms(now + ack.receipt_ttl);
+                let mut delivery_ids = ack.delivery_ids;
+                let mut settled = Vec::new();
+                for message in ack.live {
+                    match message.acknowledged() {
+                        Acked::Settle(message) => settled.push(message),
+                        Acked::Delete(delivery_id, key) => {
+                            live.forget(&key);
+                            delivery_ids.extend(delivery_id);
+                        }
+                        Acked::Nothing => {}
+                    }
+                }
+                if !settled.is_empty() {
+                    receipts.extend(settle_delivered(
+                        context,
+                        live,
+                        &ack.device,
+                        settled,
+                        expires_at_ms,
+                        unix_ms(now),
+                    ));
+                }
+                acks.add(ack.device, delivery_ids, expires_at_ms);
             }
-            Job::Receipts(more) => receipts.extend(more),
+            Job::HandBack {
+                receipts: more,
+                messages: returned,
+                released,
+            } => {
+                receipts.extend(more);
+                for key in released {
+                    live.forget(&key);
+                }
+                for message in returned {
+                    live.forget(&message.key());
+                    to_store_live(&mut answers, &mut messages, message);
+                }
+            }
             Job::Barrier(done) => barriers.push(done),
         }
+    }
+    for message in live.expired(Instant::now()) {
+        to_store_live(&mut answers, &mut messages, message);
     }
     let count = messages.len();
     if count > 0 {
@@ -312,9 +411,10 @@ async fn commit<S: MessageStore>(
     }
     let mut woken = BTreeSet::new();
     let mut left = Vec::new();
-    if !acks.is_empty() || count > 0 || !receipts.is_empty() {
+    if !acks.requests.is_empty() || count > 0 || !receipts.is_empty() {
+        let acked_ids = acks.ids;
         let batch = WriteBatch {
-            acks,
+            acks: acks.requests,
             now_ms: unix_ms(now),
             sends: messages,
             max_queue: context.max_queue,
@@ -328,7 +428,9 @@ async fn commit<S: MessageStore>(
                 }
                 woken.extend(outcome.receipts_to);
                 answer_all(metrics, answers, outcome.outcomes, &mut woken);
-                hand_off(&context.handoff, outcome.stored, &mut woken);
+                if let Some(stored) = outcome.stored {
+                    hand_off(&context.handoff, live.stored(stored), &mut woken);
+                }
                 if !outcome.pushed_receipts.is_empty() {
                     left = context.handoff.deliver_receipts(outcome.pushed_receipts);
                 }
@@ -349,6 +451,8 @@ async fn commit<S: MessageStore>(
             }
         }
     }
+    // Live messages stored by this batch that no entry accounts for (failed, duplicates).
+    live.unstored();
     if !woken.is_empty() {
         context
             .bus
@@ -361,7 +465,92 @@ async fn commit<S: MessageStore>(
     left
 }
 
-/// Answers each send of a committed batch through its completion, in order.
+/// The acknowledgements of a batch, one request per device (the receipts it owes a sender
+/// then fold into one).
+#[derive(Default)]
+struct Acks {
+    requests: Vec<AckRequest>,
+    by_device: HashMap<DeviceAddress, usize>,
+    ids: u64,
+}
+
+impl Acks {
+    fn add(&mut self, device: DeviceAddress, delivery_ids: Vec<u64>, receipt_expires_at_ms: u64) {
+        if delivery_ids.is_empty() {
+            return;
+        }
+        self.ids += delivery_ids.len() as u64;
+        match self.by_device.get(&device) {
+            Some(&index) => self.requests[index].delivery_ids.extend(delivery_ids),
+            None => {
+                self.by_device.insert(device.clone(), self.requests.len());
+                self.requests.push(AckRequest {
+                    device,
+                    delivery_ids,
+                    receipt_expires_at_ms,
+                });
+            }
+        }
+    }
+}
+
+/// Adds a live message to the batch's sends: stored after all.
+fn to_store_live(answers: &mut Vec<Answer>, messages: &mut Vec<NewMessage>, message: LiveMessage) {
+    answers.push(Answer::Slot(message.send, message.slot));
+    messages.push(message.message);
+}
+
+/// Settles the live messages `device` acknowledged (answering their senders once a whole send
+/// is settled) and returns the delivery receipts owed to senders not connected here (the
+/// others are pushed at once).
+fn settle_delivered(
+    context: &Context,
+    live: &mut LiveRoute,
+    device: &DeviceAddress,
+    settled: Vec<LiveMessage>,
+    receipt_expires_at_ms: u64,
+    now_ms: u64,
+) -> Vec<NewReceipt> {
+    let metrics = &context.metrics;
+    metrics.messages_live_total.inc_by(settled.len() as u64);
+    let mut acknowledged = Vec::with_capacity(settled.len());
+    for message in settled {
+        live.forget(&message.key());
+        let outcome = EnqueueOutcome::Stored {
+            new: vec![device.clone()],
+            duplicates: 0,
+        };
+        if let Some(done) = message.send.settle(message.slot, outcome) {
+            finish(metrics, done);
+        }
+        acknowledged.push(Acknowledged {
+            sender: message.message.sender,
+            client_message_id: message.message.client_message_id,
+        });
+    }
+    let owed = receipts_owed(device, acknowledged, receipt_expires_at_ms, now_ms);
+    let (store, push) = WriteBatch::route_receipts(Some(&context.push_receipts), owed, Vec::new());
+    let mut left = context.handoff.deliver_receipts(push);
+    left.extend(store);
+    left
+}
+
+/// Answers a send whose every outcome is known.
+fn finish(metrics: &Metrics, (completion, outcomes, queued_at): Settled) {
+    for outcome in &outcomes {
+        if let EnqueueOutcome::Stored { new, .. } = outcome {
+            metrics.messages_in_total.inc_by(new.len() as u64);
+        }
+    }
+    metrics
+        .send_commit_seconds
+        .observe(queued_at.elapsed().as_secs_f64());
+    // The sender may have gone (connection closed): the messages are accepted all the same.
+    completion(Ok(outcomes));
+}
+
+/// Answers the sends of a committed batch, in order: whole sends through their completions,
+/// live messages stored after all through their sends' slots.
 fn answer_all(
     metrics: &Metrics,
     answers: Vec<Answer>,
@@ -369,19 +558,29 @@ fn answer_all(
     woken: &mut BTreeSet<DeviceAddress>,
 ) {
     let mut outcomes = outcomes.into_iter();
-    for (count, completion, queued_at) in answers {
-        let mine: Vec<EnqueueOutcome> = outcomes.by_ref().take(count).collect();
-        for outcome in &mine {
-            if let EnqueueOutcome::Stored { new, .. } = outcome {
-                metrics.messages_in_total.inc_by(new.len() as u64);
-                woken.extend(new.iter().cloned());
+    for answer in answers {
+        match answer {
+            Answer::Whole(count, completion, queued_at) => {
+                let mine: Vec<EnqueueOutcome> = outcomes.by_ref().take(count).collect();
+                for outcome in &mine {
+                    if let EnqueueOutcome::Stored { new, .. } = outcome {
+                        woken.extend(new.iter().cloned());
+                    }
+                }
+                finish(metrics, (completion, mine, queued_at));
+            }
+            Answer::Slot(send, slot) => {
+                let Some(outcome) = outcomes.next() else {
+                    continue;
+                };
+                if let EnqueueOutcome::Stored { new, .. } = &outcome {
+                    woken.extend(new.iter().cloned());
+                }
+                if let Some(settled) = send.settle(slot, outcome) {
+                    finish(metrics, settled);
+                }
             }
         }
-        metrics
-            .send_commit_seconds
-            .observe(queued_at.elapsed().as_secs_f64());
-        // The sender may have gone (connection closed): the messages are stored all the same.
-        completion(Ok(mine));
     }
 }
 
@@ -391,12 +590,9 @@ fn answer_all(
 /// tell), every recipient is woken and reads its mailbox.
 fn hand_off(
     handoff: &Handoff,
-    stored: Option<Vec<StoredEntry>>,
+    entries: Vec<(DeviceAddress, Handed)>,
     woken: &mut BTreeSet<DeviceAddress>,
 ) {
-    let Some(entries) = stored else {
-        return;
-    };
     if entries.is_empty() {
         return;
     }
@@ -405,8 +601,13 @@ fn hand_off(
     }
 }
 
+/// Answers every send of a failed batch with `error`; a live message stored after all fails
+/// its whole send.
 fn fail_all(answers: Vec<Answer>, error: WriteError) {
-    for (_, completion, _) in answers {
-        completion(Err(error));
+    for answer in answers {
+        match answer {
+            Answer::Whole(_, completion, _) => completion(Err(error)),
+            Answer::Slot(send, _) => send.fail(error),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Sends: one message per recipient device (`Send`) or one sender-key ciphertext fanned out to
-//! a group (`SendGroup`). Both are checked here, committed by the writer, and answered only
-//! after the commit.
+//! a group (`SendGroup`). Both are checked here and handed to the writer, which answers them
+//! after their commit, or, for a message it relays live, after the recipient acknowledged it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

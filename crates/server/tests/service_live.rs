@@ -1,0 +1,217 @@
+//! Live relay over TCP on 127.0.0.1: a one-to-one message for a device connected to the node
+//! and caught up is pushed from memory (an id above 2^63) and stored only if the device does
+//! not acknowledge it in time or its connection goes first; the sender's `Sent` follows the
+//! acknowledgement or the commit, and nothing is lost, repeated or reordered on the way.
+
+mod support;
+
+use std::time::Duration;
+
+use confianza_api::{
+    CiphertextType, Delivery, DeliveryItem, Notice, OutgoingEnvelope, RequestBody, ResponseBody,
+};
+use confianza_server::store::{DeviceAddress, MessageStore};
+use support::{PATIENCE, TestClient, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Delivery ids of what is pushed from memory start above this one.
+const FROM_MEMORY: u64 = 1 << 63;
+
+fn send_body(to: &TestClient, body: &[u8], id: u8) -> RequestBody {
+    RequestBody::Send {
+        recipient: to.address.clone(),
+        envelopes: vec![OutgoingEnvelope {
+            device_id: to.device_id,
+            registration_id: to.keys.as_ref().expect("enrolled").registration_id,
+            ciphertext_type: CiphertextType::Whisper,
+            body: body.to_vec(),
+            client_message_id: [id; 16],
+        }],
+    }
+}
+
+fn body_of(delivery: &Delivery) -> &[u8] {
+    match &delivery.item {
+        DeliveryItem::Envelope(envelope) => &envelope.body,
+        DeliveryItem::Receipt(_) => panic!("a receipt, not an envelope: {delivery:?}"),
+    }
+}
+
+fn address(client: &TestClient) -> DeviceAddress {
+    DeviceAddress {
+        address: client.address.clone(),
+        device_id: client.device_id,
+    }
+}
+
+/// `(accepted, duplicates)` of a `Sent` answer.
+fn sent(answer: Result<ResponseBody, confianza_api::ApiError>) -> (u32, u32) {
+    match answer {
+        Ok(ResponseBody::Sent {
+            accepted,
+            duplicates,
+            ..
+        }) => (accepted, duplicates),
+        other => panic!("not Sent: {other:?}"),
+    }
+}
+
+/// The value of counter `name` on the server's `/metrics`.
+async fn metric(server: &TestServer, name: &str) -> u64 {
+    let mut stream = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .expect("http");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.expect("response");
+    let prefix = format!("confianza_{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+}
+
+/// Polls `bob`'s queue depth until it is `depth` (the writer applies acknowledgements after
+/// the reader moved on).
+async fn wait_for_depth(server: &TestServer, device: &DeviceAddress, depth: u64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = server.store.queue_depth(device).await.expect("depth");
+        if now == depth {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue depth stays {now}, not {depth}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A server with Alice and Bob connected, their backlogs drained.
+async fn alice_and_bob() -> (TestServer, TestClient, TestClient) {
+    let server = TestServer::start().await;
+    let mut alice = server.enroll("alice@example.org", 1).await;
+    let mut bob = server.enroll("bob@example.org", 1).await;
+    alice.notice(|n| *n == Notice::MailboxDrained).await;
+    bob.notice(|n| *n == Notice::MailboxDrained).await;
+    (server, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_acknowledged_at_once_is_answered_after_the_ack_and_never_stored() {
+    let (mut server, mut alice, mut bob) = alice_and_bob().await;
+    let request = alice.send_request(send_body(&bob, b"live", 1)).await;
+    let delivery = bob.delivery().await;
+    assert!(delivery.id > FROM_MEMORY, "pushed from memory");
+    assert_eq!(body_of(&delivery), b"live");
+    bob.ack(vec![delivery.id]).await;
+    assert_eq!(sent(alice.response(request).await.result), (1, 0));
+    // The receipt follows, from memory too.
+    let receipt = alice.delivery().await;
+    assert!(receipt.id > FROM_MEMORY);
+    assert!(matches!(receipt.item, DeliveryItem::Receipt(_)));
+    alice.ack(vec![receipt.id]).await;
+
+    assert_eq!(metric(&server, "messages_live_total").await, 1);
+    assert_eq!(metric(&server, "messages_in_total").await, 1);
+    assert_eq!(server.store.queue_depth(&address(&bob)).await.ok(), Some(0));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_left_unacknowledged_is_stored_then_deleted_by_its_late_ack() {
+    let (mut server, mut alice, mut bob) = alice_and_bob().await;
+    // Alice waits for her answer while Bob reads nothing: it comes once the writer stored it.
+    assert_eq!(
+        sent(alice.request(send_body(&bob, b"slow", 2)).await),
+        (1, 0)
+    );
+    wait_for_depth(&server, &address(&bob), 1).await;
+    let delivery = bob.delivery().await;
+    assert!(
+        delivery.id > FROM_MEMORY,
+        "pushed from memory before it was stored"
+    );
+    bob.expect_no_delivery().await;
+    // The late acknowledgement deletes the stored entry and sends the receipt.
+    bob.ack(vec![delivery.id]).await;
+    wait_for_depth(&server, &address(&bob), 0).await;
+    let receipt = alice.delivery().await;
+    assert!(matches!(receipt.item, DeliveryItem::Receipt(_)));
+    assert_eq!(metric(&server, "messages_live_total").await, 0);
+
+    // Acknowledged: nothing comes on the next connection.
+    let mut bob = bob.reconnect(&server).await;
+    assert!(bob.backlog_until_drained().await.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_unacknowledged_when_the_connection_goes_come_again_once_in_order() {
+    let (mut server, mut alice, mut bob) = alice_and_bob().await;
+    let mut requests = Vec::new();
+    for id in 1..=5u8 {
+        requests.push(alice.send_request(send_body(&bob, &[id], id)).await);
+    }
+    for id in 1..=5u8 {
+        let delivery = bob.delivery().await;
+        assert_eq!(body_of(&delivery), [id]);
+        if id == 1 {
+            bob.ack(vec![delivery.id]).await;
+        }
+    }
+    // Bob leaves without acknowledging 2 ..= 5: they are stored (after their wait, or when
+    // the connection went) and come again on the next connection, from the mailbox.
+    let mut bob = bob.reconnect(&server).await;
+    for request in requests {
+        assert_eq!(sent(alice.response(request).await.result), (1, 0));
+    }
+    let mut again = Vec::new();
+    for _ in 2..=5 {
+        again.push(bob.delivery().await);
+    }
+    bob.expect_no_delivery().await;
+    let bodies: Vec<&[u8]> = again.iter().map(body_of).collect();
+    assert_eq!(bodies, [[2], [3], [4], [5]]);
+    assert!(again.iter().all(|delivery| delivery.id < FROM_MEMORY));
+    bob.ack(again.iter().map(|delivery| delivery.id).collect())
+        .await;
+    wait_for_depth(&server, &address(&bob), 0).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_a_message_in_flight_is_a_duplicate_and_pushed_once() {
+    let (mut server, mut alice, mut bob) = alice_and_bob().await;
+    let first = alice.send_request(send_body(&bob, b"once", 7)).await;
+    let delivery = bob.delivery().await;
+    // The same client message id again while the first is unacknowledged (in memory, or
+    // stored after its wait): a duplicate, answered at once.
+    assert_eq!(
+        sent(alice.request(send_body(&bob, b"once", 7)).await),
+        (0, 1)
+    );
+    bob.expect_no_delivery().await;
+    bob.ack(vec![delivery.id]).await;
+    assert_eq!(sent(alice.response(first).await.result), (1, 0));
+    bob.expect_no_delivery().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_messages_held_at_a_graceful_shutdown_are_stored_and_answered() {
+    let (mut server, mut alice, mut bob) = alice_and_bob().await;
+    let request = alice.send_request(send_body(&bob, b"kept", 9)).await;
+    assert!(bob.delivery().await.id > FROM_MEMORY);
+    server.shutdown().await;
+    // Answered before the connection closed (stored either after its wait or when Bob's
+    // connection went), and in Bob's mailbox.
+    let answer = alice.try_response(request).await.expect("answered");
+    assert_eq!(sent(answer.result), (1, 0));
+    let stored = server.store.pending(&address(&bob), 0, 10).await;
+    assert_eq!(stored.expect("pending").len(), 1);
+}
