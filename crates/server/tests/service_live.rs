@@ -215,3 +215,56 @@ async fn live_messages_held_at_a_graceful_shutdown_are_stored_and_answered() {
     let stored = server.store.pending(&address(&bob), 0, 10).await;
     assert_eq!(stored.expect("pending").len(), 1);
 }
+
+/// A reader that fills its window and then stops for longer than the live wait: the pushed
+/// messages are stored (their late acknowledgements delete them), the queued ones taken back
+/// and stored in order, and the rest of the conversation arrives from the mailbox — every
+/// message once, in the order sent, and every send answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stalls_gets_everything_once_in_order() {
+    let (mut server, mut alice, mut bob) = alice_and_bob().await;
+    let window = confianza_server::service::limits::MAX_DELIVERIES_IN_FLIGHT;
+    let total = u16::try_from(2 * window + 50).expect("small");
+    let mut requests = Vec::new();
+    for n in 0..total {
+        let mut body = b"n".to_vec();
+        body.extend_from_slice(&n.to_be_bytes());
+        let id = (n % 251) as u8;
+        let mut request = send_body(&bob, &body, id);
+        if let RequestBody::Send { envelopes, .. } = &mut request {
+            envelopes[0].client_message_id[..2].copy_from_slice(&n.to_be_bytes());
+        }
+        requests.push(alice.send_request(request).await);
+    }
+    let mut first = Vec::new();
+    for _ in 0..window {
+        first.push(bob.delivery().await);
+    }
+    // Stalled past the live wait with a full window.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut received: Vec<Delivery> = Vec::new();
+    let mut pending: Vec<u64> = first.iter().map(|delivery| delivery.id).collect();
+    received.extend(first);
+    while received.len() < usize::from(total) {
+        bob.ack(std::mem::take(&mut pending)).await;
+        let delivery = bob.delivery().await;
+        pending.push(delivery.id);
+        received.push(delivery);
+    }
+    bob.ack(pending).await;
+    bob.expect_no_delivery().await;
+    let numbers: Vec<u16> = received
+        .iter()
+        .map(|delivery| {
+            let body = body_of(delivery);
+            u16::from_be_bytes([body[1], body[2]])
+        })
+        .collect();
+    let expected: Vec<u16> = (0..total).collect();
+    assert_eq!(numbers, expected, "every message once, in order");
+    for request in requests {
+        assert_eq!(sent(alice.response(request).await.result), (1, 0));
+    }
+    wait_for_depth(&server, &address(&bob), 0).await;
+    server.shutdown().await;
+}

@@ -16,9 +16,9 @@
 //! pushed and unacknowledged (then a repeat of a stored message is never pushed live, as the
 //! mailbox's duplicate check would have it), and the device is reading (no live message
 //! waited in vain since its last acknowledgement). Otherwise the writer stores it.
-//! When a queued live message waits too long (the window is full), the writer takes every
-//! live message of the queue back to store them, in order, and the pump is no longer caught
-//! up: what follows is stored too until the pump has read its mailbox again.
+//! A live message whose wait runs out is stored where it is (pushed, or still in the queue:
+//! the pump then pushes it in its place all the same, and its entry's marker only moves the
+//! cursor), so the order holds whichever way each message went.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -103,19 +103,27 @@ impl Inbox {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues entries just stored ([`Handed::Stored`], [`Handed::Pushed`]; or, past
-    /// [`MAX_HANDED_OFF`], leaves them to a mailbox read) and wakes the pump.
+    /// Queues entries just stored ([`Handed::Stored`]; past [`MAX_HANDED_OFF`] queued they are
+    /// left to a mailbox read instead) and markers ([`Handed::Pushed`]: always queued, there
+    /// are at most a window of them, and a mailbox read would push their messages again), and
+    /// wakes the pump.
     pub fn offer(&self, entries: Vec<Handed>) {
         {
             let mut state = self.lock();
-            if state.overflowed || state.queue.len() + entries.len() > MAX_HANDED_OFF {
+            let stored = entries
+                .iter()
+                .filter(|entry| matches!(entry, Handed::Stored(_)))
+                .count();
+            if state.overflowed || state.stored_queued + stored > MAX_HANDED_OFF {
                 state.overflowed = true;
                 state.caught_up = false;
+                state.queue.extend(
+                    entries
+                        .into_iter()
+                        .filter(|entry| matches!(entry, Handed::Pushed { .. })),
+                );
             } else {
-                state.stored_queued += entries
-                    .iter()
-                    .filter(|entry| matches!(entry, Handed::Stored(_)))
-                    .count();
+                state.stored_queued += stored;
                 state.queue.extend(entries);
             }
         }
@@ -210,18 +218,6 @@ impl Inbox {
         state.stored_queued = 0;
         let live = Self::live_of(std::mem::take(&mut state.queue));
         (std::mem::take(&mut state.receipts), live)
-    }
-
-    /// Takes the live messages out of the queue, in order, for the writer to store; until the
-    /// pump has read its mailbox again, no live message comes.
-    pub fn reclaim(&self) -> Vec<Arc<Live>> {
-        let mut state = self.lock();
-        state.caught_up = false;
-        let (live, rest) = std::mem::take(&mut state.queue)
-            .into_iter()
-            .partition::<VecDeque<Handed>, _>(|handed| matches!(handed, Handed::Live(_)));
-        state.queue = rest;
-        Self::live_of(live)
     }
 
     fn live_of(queue: VecDeque<Handed>) -> Vec<Arc<Live>> {
@@ -407,7 +403,7 @@ impl Drop for Attached {
 mod tests {
     use std::time::Instant;
 
-    use confianza_api::{CiphertextType, DeliveryReceipt};
+    use confianza_api::DeliveryReceipt;
 
     use super::*;
     use crate::service::limits::MAX_DELIVERIES_IN_FLIGHT;
@@ -439,24 +435,15 @@ mod tests {
 
     fn live(id: u8) -> Arc<Live> {
         Live::new(LiveMessage {
-            message: NewMessage {
-                sender: device("alice@example.org"),
-                ciphertext_type: CiphertextType::Whisper,
-                body: vec![id],
-                client_message_id: [id; 16],
-                group_id: None,
-                server_timestamp_ms: 1,
-                expires_at_ms: 2,
-                recipients: vec![device("bob@example.org")],
-            },
+            message: NewMessage::for_tests(id, vec![device("bob@example.org")]),
             send: PendingSend::new(1, Box::new(|_| {}), Instant::now()),
             slot: 0,
         })
     }
 
     fn body(message: &Live) -> u8 {
-        match message.take() {
-            Some((message, _)) => message.message.body[0],
+        match message.hand_back() {
+            Some(message) => message.message.body[0],
             None => 0,
         }
     }
@@ -537,11 +524,24 @@ mod tests {
         inbox.offer_live(live(2)).expect("caught up");
 
         let limit = u64::try_from(MAX_HANDED_OFF).expect("small");
-        inbox.offer((1..=limit).map(|id| Handed::Stored(entry(id))).collect());
+        let mut entries: Vec<Handed> = (1..=limit + 1)
+            .map(|id| Handed::Stored(entry(id)))
+            .collect();
+        // A marker is kept through the overflow: a mailbox read would push its message again.
+        entries.push(Handed::Pushed {
+            entry: entry(limit + 2),
+            by: Weak::new(),
+        });
+        inbox.offer(entries);
         assert!(!inbox.takes_live(), "overflowed");
         let taken = inbox.take(0, MAX_HANDED_OFF);
         assert!(taken.overflowed);
         assert_eq!(ids(&taken.items), [1002]);
+        assert_eq!(
+            taken.gap_before,
+            Some(limit + 2),
+            "the marker waits for the read"
+        );
         // Still not caught up: the pump has not read the mailbox since the overflow.
         assert!(inbox.offer_live(live(3)).is_err());
         inbox.caught_up();
@@ -585,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn markers_move_the_cursor_without_room_and_reclaimed_messages_leave_in_order() {
+    fn markers_move_the_cursor_without_taking_room() {
         let inbox = caught_up_inbox();
         inbox.offer_live(live(1)).expect("caught up");
         inbox.offer(vec![Handed::Pushed {
@@ -597,11 +597,7 @@ mod tests {
         let taken = inbox.take(4, 1);
         assert_eq!(ids(&taken.items), [1001, 2005]);
         assert!(taken.more);
-        let reclaimed = inbox.reclaim();
-        let bodies: Vec<u8> = reclaimed.iter().map(|m| body(m)).collect();
-        assert_eq!(bodies, [2]);
-        assert!(!inbox.takes_live(), "not caught up after a reclaim");
-        assert_eq!(ids(&inbox.take(5, 4).items), [6]);
+        assert_eq!(ids(&inbox.take(5, 4).items), [1002, 6]);
     }
 
     fn receipt(to: &str, id: u8) -> NewReceipt {

@@ -125,11 +125,16 @@ enum LiveState {
     Queued(LiveMessage),
     /// Pushed from memory, not acknowledged yet.
     Pushed(LiveMessage),
-    /// Pushed, then stored in the mailbox (after its wait, unacknowledged) under this delivery
-    /// id, if the store told it: an acknowledgement now deletes that entry. Its key stays in
-    /// flight until then, so that a repeat is not pushed again.
-    Stored(Option<u64>, LiveKey),
-    /// Settled: acknowledged, handed back, or being stored by the writer.
+    /// Stored in the mailbox after its wait, unacknowledged (under `delivery_id`, once the
+    /// commit told it): still to be pushed from its place in the queue (`envelope`), or pushed
+    /// already. An acknowledgement now deletes the entry. Its key stays in flight until then
+    /// (or until the connection goes), so that a repeat is not pushed again.
+    Stored {
+        envelope: Option<Envelope>,
+        delivery_id: Option<u64>,
+        key: LiveKey,
+    },
+    /// Settled: acknowledged, handed back, or released.
     Done,
 }
 
@@ -166,19 +171,23 @@ impl Live {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The envelope to push, if it is still queued (the writer may have taken it to store
-    /// meanwhile: then the mailbox delivers it); marks it pushed.
+    /// The envelope to push when the pump reaches it in the queue (stored meanwhile or not);
+    /// `None` if it was pushed or settled already.
     pub fn push(&self) -> Option<Envelope> {
         let mut state = self.lock();
-        if !matches!(*state, LiveState::Queued(_)) {
-            return None;
+        match &mut *state {
+            LiveState::Stored { envelope, .. } => envelope.take(),
+            LiveState::Queued(_) => {
+                let LiveState::Queued(message) = std::mem::replace(&mut *state, LiveState::Done)
+                else {
+                    return None;
+                };
+                let envelope = message.message.envelope();
+                *state = LiveState::Pushed(message);
+                Some(envelope)
+            }
+            LiveState::Pushed(_) | LiveState::Done => None,
         }
-        let LiveState::Queued(message) = std::mem::replace(&mut *state, LiveState::Done) else {
-            return None;
-        };
-        let envelope = message.envelope();
-        *state = LiveState::Pushed(message);
-        Some(envelope)
     }
 
     /// The device acknowledged it.
@@ -186,18 +195,41 @@ impl Live {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, LiveState::Done) {
             LiveState::Queued(message) | LiveState::Pushed(message) => Acked::Settle(message),
-            LiveState::Stored(delivery_id, key) => Acked::Delete(delivery_id, key),
+            LiveState::Stored {
+                delivery_id, key, ..
+            } => Acked::Delete(delivery_id, key),
             LiveState::Done => Acked::Nothing,
         }
     }
 
-    /// Takes the message to store it (its wait is over, or its connection went), with
-    /// whether it was pushed already; `None` once it is settled or taken.
-    pub fn take(&self) -> Option<(LiveMessage, bool)> {
+    /// Its wait is over: the message, to store it; it stays where it is (in the queue, or
+    /// pushed) and in flight until acknowledged. `None` once it is settled or stored.
+    fn take_to_store(&self) -> Option<LiveMessage> {
+        let mut state = self.lock();
+        let (message, envelope) = match std::mem::replace(&mut *state, LiveState::Done) {
+            LiveState::Queued(message) => {
+                let envelope = message.message.envelope();
+                (message, Some(envelope))
+            }
+            LiveState::Pushed(message) => (message, None),
+            other => {
+                *state = other;
+                return None;
+            }
+        };
+        *state = LiveState::Stored {
+            envelope,
+            delivery_id: None,
+            key: message.key(),
+        };
+        Some(message)
+    }
+
+    /// Its connection went: the message, to store it, if it was neither settled nor stored.
+    pub fn hand_back(&self) -> Option<LiveMessage> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, LiveState::Done) {
-            LiveState::Queued(message) => Some((message, false)),
-            LiveState::Pushed(message) => Some((message, true)),
+            LiveState::Queued(message) | LiveState::Pushed(message) => Some(message),
             other => {
                 *state = other;
                 None
@@ -205,18 +237,23 @@ impl Live {
         }
     }
 
-    /// The writer stored it, pushed already, under `delivery_id` (`None`: unknown, stored as
-    /// a duplicate, or the commit failed).
-    fn stored(&self, delivery_id: Option<u64>, key: LiveKey) {
-        *self.lock() = LiveState::Stored(delivery_id, key);
+    /// The writer's commit stored it under `delivery_id`.
+    fn stored(&self, delivery_id: u64) {
+        if let LiveState::Stored {
+            delivery_id: stored,
+            ..
+        } = &mut *self.lock()
+        {
+            *stored = Some(delivery_id);
+        }
     }
 
-    /// Its connection went: the key of a message stored while it was pushed, which is no
-    /// longer in flight. (Messages still pushed or queued are [`Live::take`]n instead.)
+    /// Its connection went (or it was never stored): the key of a stored message, which is no
+    /// longer in flight. (Messages neither stored nor settled are handed back instead.)
     pub fn release(&self) -> Option<LiveKey> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, LiveState::Done) {
-            LiveState::Stored(_, key) => Some(key),
+            LiveState::Stored { key, .. } => Some(key),
             other => {
                 *state = other;
                 None
@@ -234,20 +271,6 @@ pub struct LiveMessage {
 }
 
 impl LiveMessage {
-    /// The envelope pushed to the recipient.
-    pub fn envelope(&self) -> Envelope {
-        let message = &self.message;
-        Envelope {
-            sender: message.sender.address.clone(),
-            sender_device_id: message.sender.device_id,
-            ciphertext_type: message.ciphertext_type,
-            body: message.body.clone(),
-            client_message_id: message.client_message_id,
-            server_timestamp_ms: message.server_timestamp_ms,
-            group_id: message.group_id,
-        }
-    }
-
     pub fn key(&self) -> LiveKey {
         LiveKey::of(&self.message)
     }
@@ -364,9 +387,7 @@ impl LiveRoute {
                         inbox,
                     });
                 }
-                Err(live) => routed
-                    .refused
-                    .extend(live.take().map(|(message, _)| message)),
+                Err(live) => routed.refused.extend(live.hand_back()),
             }
         }
         routed
@@ -387,9 +408,9 @@ impl LiveRoute {
         self.waiting.front().map(|waiting| waiting.deadline)
     }
 
-    /// Takes the messages whose wait is over at `now` to store them: each one pushed and
-    /// unacknowledged, and for one still queued, every live message of its inbox's queue (in
-    /// order; the inbox then takes none until its pump has read the mailbox again).
+    /// Takes the messages whose wait is over at `now` to store them, in the order they were
+    /// routed; each stays where it is (queued or pushed) and in flight until acknowledged, and
+    /// its device takes no live message until it acknowledges something.
     pub fn expired(&mut self, now: Instant) -> Vec<LiveMessage> {
         let mut expired = Vec::new();
         while let Some(waiting) = self.waiting.front() {
@@ -399,37 +420,20 @@ impl LiveRoute {
             let Some(Waiting { message, inbox, .. }) = self.waiting.pop_front() else {
                 break;
             };
-            let Some((first, pushed)) = message.take() else {
+            let Some(taken) = message.take_to_store() else {
                 continue;
             };
-            // Not reading: what comes next for it is stored at once.
             inbox.mark_slow();
-            let mut taken = vec![(message, first, pushed)];
-            if !pushed {
-                for queued in inbox.reclaim() {
-                    if let Some((later, pushed)) = queued.take() {
-                        taken.push((queued, later, pushed));
-                    }
-                }
-            }
-            for (live, message, pushed) in taken {
-                if pushed {
-                    // Pushed: in flight until acknowledged ([`LiveState::Stored`]).
-                    self.storing
-                        .insert(message.key(), (live, Arc::downgrade(&inbox)));
-                } else {
-                    // Back in the mailbox's hands: the store's duplicate check covers it.
-                    self.forget(&message.key());
-                }
-                expired.push(message);
-            }
+            self.storing
+                .insert(taken.key(), (message, Arc::downgrade(&inbox)));
+            expired.push(taken);
         }
         expired
     }
 
-    /// The batch storing the expired messages committed `entries`: records the delivery ids
-    /// of the ones pushed already (an acknowledgement then deletes the entry) and returns the
-    /// entries to hand to the pumps, those as [`Handed::Pushed`].
+    /// The batch storing the expired messages committed `entries`: records their delivery ids
+    /// (an acknowledgement then deletes the entry) and returns the entries to hand to the
+    /// pumps, theirs as [`Handed::Pushed`] (their pump pushes them from memory, or has).
     pub fn stored(&mut self, entries: Vec<StoredEntry>) -> Vec<(DeviceAddress, Handed)> {
         let handed = entries
             .into_iter()
@@ -446,7 +450,7 @@ impl LiveRoute {
                         recipient: recipient.clone(),
                     };
                     if let Some((live, by)) = self.storing.remove(&key) {
-                        live.stored(Some(entry.delivery_id), key);
+                        live.stored(entry.delivery_id);
                         return (recipient, Handed::Pushed { entry, by });
                     }
                 }
@@ -457,12 +461,10 @@ impl LiveRoute {
         handed
     }
 
-    /// The pushed expired messages of the batch just committed (or failed) that no stored
-    /// entry accounts for: nothing to delete when they are acknowledged.
+    /// The batch storing the expired messages is over: those no stored entry accounted for
+    /// (duplicates, a failed commit) have nothing to delete when they are acknowledged.
     pub fn unstored(&mut self) {
-        for (key, (live, _)) in self.storing.drain() {
-            live.stored(None, key);
-        }
+        self.storing.clear();
     }
 }
 
@@ -506,5 +508,118 @@ mod tests {
         );
         drop(send);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    fn bob() -> DeviceAddress {
+        DeviceAddress {
+            address: "bob@example.org".to_owned(),
+            device_id: 1,
+        }
+    }
+
+    fn message(id: u8) -> NewMessage {
+        NewMessage::for_tests(id, vec![bob()])
+    }
+
+    /// A route with one message for Bob pushed by his pump, then expired (taken to be
+    /// stored): the route, the pump's inbox and the message.
+    fn pushed_then_expired() -> (
+        LiveRoute,
+        Arc<Handoff>,
+        super::super::inbox::Attached,
+        Arc<Live>,
+    ) {
+        let handoff = Arc::new(Handoff::default());
+        let attached = handoff.attach(&bob());
+        attached.inbox.caught_up();
+        let mut route = LiveRoute::default();
+        let now = Instant::now();
+        let messages = vec![message(1)];
+        let inboxes = route.inboxes(&handoff, &messages).expect("routed live");
+        let send = PendingSend::new(1, Box::new(|_| {}), now);
+        assert!(
+            route
+                .route(messages, inboxes, &send, now)
+                .refused
+                .is_empty()
+        );
+        let taken = attached.inbox.take(0, 8);
+        let Some(Handed::Live(live)) = taken.items.into_iter().next() else {
+            panic!("not queued");
+        };
+        live.push().expect("pushed");
+        assert!(route.inboxes(&handoff, &[message(1)]).expect("in flight")[0].is_none());
+        let expired = route.expired(now + LIVE_ACK_WAIT);
+        assert_eq!(expired.len(), 1);
+        assert!(!attached.inbox.takes_live(), "waited in vain: not reading");
+        (route, handoff, attached, live)
+    }
+
+    fn entry_of(message: &NewMessage, delivery_id: u64) -> StoredEntry {
+        StoredEntry {
+            recipient: bob(),
+            entry: crate::store::Queued {
+                delivery_id,
+                item: QueuedItem::Envelope(message.envelope()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_stored_message_stays_in_flight_until_its_late_ack_deletes_it() {
+        let (mut route, _handoff, attached, live) = pushed_then_expired();
+        let handed = route.stored(vec![entry_of(&message(1), 7)]);
+        assert!(
+            matches!(handed[0].1, Handed::Pushed { .. }),
+            "pushed already"
+        );
+        assert!(route.in_flight.contains_key(&LiveKey::of(&message(1))));
+        let Acked::Delete(Some(7), key) = live.acknowledged() else {
+            panic!("not a delete of entry 7");
+        };
+        route.forget(&key);
+        assert!(route.in_flight.is_empty());
+        drop(attached);
+    }
+
+    #[test]
+    fn a_stored_message_is_released_once_by_its_stopping_pump() {
+        let (mut route, _handoff, attached, live) = pushed_then_expired();
+        // The pump stops while the batch commits: nothing to hand back, the key to release.
+        let _ = attached.inbox.close();
+        assert!(live.hand_back().is_none());
+        route.forget(&live.release().expect("released by the pump"));
+        route.stored(vec![entry_of(&message(1), 7)]);
+        assert!(route.in_flight.is_empty());
+        assert!(live.release().is_none(), "released once");
+    }
+
+    #[test]
+    fn a_queued_message_stored_after_its_wait_is_still_pushed_in_its_place() {
+        let handoff = Arc::new(Handoff::default());
+        let attached = handoff.attach(&bob());
+        attached.inbox.caught_up();
+        let mut route = LiveRoute::default();
+        let now = Instant::now();
+        let messages = vec![message(1)];
+        let inboxes = route.inboxes(&handoff, &messages).expect("routed live");
+        let send = PendingSend::new(1, Box::new(|_| {}), now);
+        assert!(
+            route
+                .route(messages, inboxes, &send, now)
+                .refused
+                .is_empty()
+        );
+        assert_eq!(route.expired(now + LIVE_ACK_WAIT).len(), 1);
+        let handed = route.stored(vec![entry_of(&message(1), 3)]);
+        handoff.deliver(handed);
+        let taken = attached.inbox.take(2, 8);
+        let [Handed::Live(live), Handed::Pushed { entry, .. }] = taken.items.as_slice() else {
+            panic!("not the message then its marker: {:?}", taken.items);
+        };
+        assert_eq!(entry.delivery_id, 3);
+        assert_eq!(live.push().expect("pushed in its place").body, [1]);
+        assert!(live.push().is_none(), "once");
+        assert!(matches!(live.acknowledged(), Acked::Delete(Some(3), _)));
     }
 }

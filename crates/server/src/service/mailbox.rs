@@ -186,8 +186,8 @@ async fn run_pump<S: MessageStore>(
     let mut messages: Vec<LiveMessage> = Vec::new();
     let mut released = Vec::new();
     for message in live {
-        match message.take() {
-            Some((message, _)) => messages.push(message),
+        match message.hand_back() {
+            Some(message) => messages.push(message),
             None => released.extend(message.release()),
         }
     }

@@ -79,6 +79,40 @@ pub struct NewMessage {
     pub recipients: Vec<DeviceAddress>,
 }
 
+impl NewMessage {
+    /// The envelope a recipient is pushed.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            sender: self.sender.address.clone(),
+            sender_device_id: self.sender.device_id,
+            ciphertext_type: self.ciphertext_type,
+            body: self.body.clone(),
+            client_message_id: self.client_message_id,
+            server_timestamp_ms: self.server_timestamp_ms,
+            group_id: self.group_id,
+        }
+    }
+
+    /// A one-byte message `id` (its body and client message id) from `alice` device 1: the
+    /// fixture of the unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: u8, recipients: Vec<DeviceAddress>) -> Self {
+        Self {
+            sender: DeviceAddress {
+                address: "alice@example.org".to_owned(),
+                device_id: 1,
+            },
+            ciphertext_type: CiphertextType::Whisper,
+            body: vec![id],
+            client_message_id: [id; 16],
+            group_id: None,
+            server_timestamp_ms: 1,
+            expires_at_ms: 2,
+            recipients,
+        }
+    }
+}
+
 /// What happened to one [`NewMessage`] of an [`MessageStore::enqueue`] batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnqueueOutcome {

@@ -5,9 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use confianza_api::limits::len;
-use confianza_api::{
-    CiphertextType, ClientMessageId, DeliveryReceipt, Envelope, GroupId, KyberPublicKey,
-};
+use confianza_api::{CiphertextType, ClientMessageId, DeliveryReceipt, GroupId, KyberPublicKey};
 
 use super::{
     DeviceAddress, EnqueueOutcome, NewMessage, Queued, QueuedItem, StoreError, StoredEntry,
@@ -251,15 +249,7 @@ pub(crate) fn planned_entries(
                 recipient: (*recipient).clone(),
                 entry: Queued {
                     delivery_id: col_u64(entry.delivery_id, "delivery_id")?,
-                    item: QueuedItem::Envelope(Envelope {
-                        sender: message.sender.address.clone(),
-                        sender_device_id: message.sender.device_id,
-                        ciphertext_type: message.ciphertext_type,
-                        body: message.body.clone(),
-                        client_message_id: message.client_message_id,
-                        server_timestamp_ms: message.server_timestamp_ms,
-                        group_id: message.group_id,
-                    }),
+                    item: QueuedItem::Envelope(message.envelope()),
                 },
             })
         })
@@ -269,7 +259,6 @@ pub(crate) fn planned_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confianza_api::CiphertextType;
 
     fn address(name: &str, device_id: u32) -> DeviceAddress {
         DeviceAddress {
@@ -279,16 +268,7 @@ mod tests {
     }
 
     fn message(id: u8, recipients: Vec<DeviceAddress>) -> NewMessage {
-        NewMessage {
-            sender: address("alice", 1),
-            ciphertext_type: CiphertextType::Whisper,
-            body: vec![id],
-            client_message_id: [id; 16],
-            group_id: None,
-            server_timestamp_ms: 1,
-            expires_at_ms: 2,
-            recipients,
-        }
+        NewMessage::for_tests(id, recipients)
     }
 
     fn mailboxes(depths: &[(&str, u64)]) -> HashMap<DeviceAddress, Mailbox> {
