@@ -268,3 +268,132 @@ async fn a_reader_that_stalls_gets_everything_once_in_order() {
     wait_for_depth(&server, &address(&bob), 0).await;
     server.shutdown().await;
 }
+
+/// Three senders, two recipients that acknowledge in random batches, reconnect and stall at
+/// random (a fixed seed, or `CONFIANZA_TEST_SEED`): on every connection each sender's messages arrive in order and at
+/// most once, every message arrives, every send is answered, and nothing stays queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_recipients_get_every_message_in_order_per_connection() {
+    const PER_PAIR: u16 = 100;
+    let mut server = TestServer::start().await;
+    let mut senders = Vec::new();
+    for name in ["alice", "carol", "dave"] {
+        let mut sender = server.enroll(&format!("{name}@example.org"), 1).await;
+        sender.notice(|n| *n == Notice::MailboxDrained).await;
+        senders.push(sender);
+    }
+    let mut recipients = Vec::new();
+    for name in ["bob", "erin"] {
+        let mut recipient = server.enroll(&format!("{name}@example.org"), 1).await;
+        recipient.notice(|n| *n == Notice::MailboxDrained).await;
+        recipients.push(recipient);
+    }
+    let mut requests = vec![Vec::new(); senders.len()];
+    for n in 0..PER_PAIR {
+        for (s, sender) in senders.iter_mut().enumerate() {
+            for recipient in &recipients {
+                let s_byte = u8::try_from(s).expect("small");
+                let mut body = vec![s_byte];
+                body.extend_from_slice(&n.to_be_bytes());
+                let mut request = send_body(recipient, &body, 0);
+                if let RequestBody::Send { envelopes, .. } = &mut request {
+                    envelopes[0].client_message_id[..3].copy_from_slice(&body);
+                }
+                requests[s].push(sender.send_request(request).await);
+            }
+        }
+    }
+
+    let expected = usize::from(PER_PAIR) * senders.len();
+    // Another schedule: CONFIANZA_TEST_SEED=<u64>.
+    let mut seed: u64 = std::env::var("CONFIANZA_TEST_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .filter(|seed| *seed != 0)
+        .unwrap_or(0x5eed_cafe);
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let mut reconnects = 0;
+    let mut seen = vec![std::collections::HashSet::new(); recipients.len()];
+    let mut last: Vec<[Option<u16>; 3]> = vec![[None; 3]; recipients.len()];
+    let mut pending: Vec<Vec<u64>> = vec![Vec::new(); recipients.len()];
+    let mut recipients: Vec<Option<TestClient>> = recipients.into_iter().map(Some).collect();
+    while seen.iter().any(|seen| seen.len() < expected) {
+        for r in 0..recipients.len() {
+            for _ in 0..random(40) {
+                if seen[r].len() == expected {
+                    break;
+                }
+                let client = recipients[r].as_mut().expect("connected");
+                let delivery = client.delivery().await;
+                let body = body_of(&delivery).to_vec();
+                let (s, n) = (usize::from(body[0]), u16::from_be_bytes([body[1], body[2]]));
+                assert!(
+                    last[r][s].is_none_or(|before| n > before),
+                    "recipient {r}: message {n} of sender {s} after {:?} on one connection",
+                    last[r][s]
+                );
+                last[r][s] = Some(n);
+                seen[r].insert((s, n));
+                pending[r].push(delivery.id);
+                match random(100) {
+                    0..=2 => {
+                        // Leave with the last ones unacknowledged.
+                        let client = recipients[r].take().expect("connected");
+                        recipients[r] = Some(client.reconnect(&server).await);
+                        pending[r].clear();
+                        last[r] = [None; 3];
+                        reconnects += 1;
+                    }
+                    3..=4 => {
+                        let ids = std::mem::take(&mut pending[r]);
+                        client.ack(ids).await;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                    roll if roll < 40 || pending[r].len() >= 32 => {
+                        client.ack(std::mem::take(&mut pending[r])).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (r, client) in recipients.iter_mut().enumerate() {
+        let client = client.as_mut().expect("connected");
+        let ids = std::mem::take(&mut pending[r]);
+        if !ids.is_empty() {
+            client.ack(ids).await;
+        }
+        // Whatever comes now is a repeat of something unacknowledged on an earlier
+        // connection that was in flight when it closed: acknowledge it too.
+        let _ = client.request(RequestBody::WhoAmI).await;
+    }
+    assert!(reconnects > 0, "the seed reconnects at least once");
+    for (s, sender) in senders.iter_mut().enumerate() {
+        for request in std::mem::take(&mut requests[s]) {
+            assert_eq!(sent(sender.response(request).await.result), (1, 0));
+        }
+    }
+    for client in recipients.iter_mut() {
+        let client = client.as_mut().expect("connected");
+        let device = address(client);
+        // Repeats of what an earlier connection left unacknowledged, once each.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while server.store.queue_depth(&device).await.expect("depth") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mailbox not emptied"
+            );
+            if let Ok(delivery) =
+                tokio::time::timeout(Duration::from_millis(50), client.delivery()).await
+            {
+                client.ack(vec![delivery.id]).await;
+            }
+        }
+    }
+    server.shutdown().await;
+}
