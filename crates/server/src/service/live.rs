@@ -5,14 +5,19 @@
 //! the sender gets its acknowledgement" is kept by the recipient instead of the database, and
 //! the relay costs the store nothing), or else once the writer has stored it.
 //!
-//! A live message still unacknowledged when its connection goes (in the inbox, or pushed and
-//! in the window) is handed back to the writer, which stores it like any send and answers
-//! the sender then; a graceful shutdown does the same before the writer stops. A crash loses
-//! only live messages whose senders were not answered: they send them again.
+//! A live message whose wait runs out is stored where it is: pushed already, or still in the
+//! inbox's queue, where the pump pushes it in its place all the same (the entry's marker then
+//! only moves the pump's cursor), so the order per sender holds; its acknowledgement, however
+//! late, deletes the entry. One still unacknowledged and unstored when its connection goes is
+//! handed back to the writer, which stores it like any send and answers the sender then; a
+//! graceful shutdown does the same before the writer stops. A crash loses only live messages
+//! whose senders were not answered: they send them again — and a recipient that had
+//! acknowledged one just before the crash receives it twice, as it receives again anything it
+//! had not acknowledged yet (clients drop repeats: a Signal session refuses a replay).
 //!
-//! The writer keeps the live messages in flight by sender, client message id and recipient,
-//! so a repeat sent while the first is in flight is answered as a duplicate and not pushed
-//! twice (as the mailbox does while an entry is queued).
+//! The writer keeps the live messages in flight by sender, client message id and recipient
+//! (until acknowledged, stored or not), so a repeat sent meanwhile is answered as a duplicate
+//! and not pushed twice (as the mailbox does while an entry is queued).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -472,6 +477,7 @@ impl LiveRoute {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use super::super::inbox::Attached;
     use super::*;
 
     fn outcome(device_id: u32) -> EnqueueOutcome {
@@ -521,14 +527,9 @@ mod tests {
         NewMessage::for_tests(id, vec![bob()])
     }
 
-    /// A route with one message for Bob pushed by his pump, then expired (taken to be
-    /// stored): the route, the pump's inbox and the message.
-    fn pushed_then_expired() -> (
-        LiveRoute,
-        Arc<Handoff>,
-        super::super::inbox::Attached,
-        Arc<Live>,
-    ) {
+    /// A route with message 1 routed live to Bob's caught-up pump: the route, the hand-off
+    /// table, Bob's registration, and when it was routed.
+    fn routed_to_bob() -> (LiveRoute, Arc<Handoff>, Attached, Instant) {
         let handoff = Arc::new(Handoff::default());
         let attached = handoff.attach(&bob());
         attached.inbox.caught_up();
@@ -537,12 +538,15 @@ mod tests {
         let messages = vec![message(1)];
         let inboxes = route.inboxes(&handoff, &messages).expect("routed live");
         let send = PendingSend::new(1, Box::new(|_| {}), now);
-        assert!(
-            route
-                .route(messages, inboxes, &send, now)
-                .refused
-                .is_empty()
-        );
+        let routed = route.route(messages, inboxes, &send, now);
+        assert!(routed.refused.is_empty());
+        (route, handoff, attached, now)
+    }
+
+    /// As [`routed_to_bob`], then pushed by his pump and expired (taken to be stored): the
+    /// route, the hand-off table, Bob's registration and the message.
+    fn pushed_then_expired() -> (LiveRoute, Arc<Handoff>, Attached, Arc<Live>) {
+        let (mut route, handoff, attached, now) = routed_to_bob();
         let taken = attached.inbox.take(0, 8);
         let Some(Handed::Live(live)) = taken.items.into_iter().next() else {
             panic!("not queued");
@@ -596,20 +600,7 @@ mod tests {
 
     #[test]
     fn a_queued_message_stored_after_its_wait_is_still_pushed_in_its_place() {
-        let handoff = Arc::new(Handoff::default());
-        let attached = handoff.attach(&bob());
-        attached.inbox.caught_up();
-        let mut route = LiveRoute::default();
-        let now = Instant::now();
-        let messages = vec![message(1)];
-        let inboxes = route.inboxes(&handoff, &messages).expect("routed live");
-        let send = PendingSend::new(1, Box::new(|_| {}), now);
-        assert!(
-            route
-                .route(messages, inboxes, &send, now)
-                .refused
-                .is_empty()
-        );
+        let (mut route, handoff, attached, now) = routed_to_bob();
         assert_eq!(route.expired(now + LIVE_ACK_WAIT).len(), 1);
         let handed = route.stored(vec![entry_of(&message(1), 3)]);
         handoff.deliver(handed);

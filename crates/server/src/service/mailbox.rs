@@ -11,9 +11,9 @@
 //! read, the mailbox stays the truth for what is stored.
 //!
 //! What is pushed from memory gets an id above [`MEMORY_IDS`] and stays in the window until
-//! the device acknowledges it; whatever of it is unacknowledged or not yet taken when the pump
-//! stops goes back to the writer, which stores it for the device's next connection (a live
-//! message's sender is answered then). A crash loses the receipts held in memory (a sender
+//! the device acknowledges it; whatever of it is unacknowledged, unstored or not yet taken
+//! when the pump stops goes back to the writer, which stores it for the device's next
+//! connection (a live message's sender is answered then). A crash loses the receipts held in memory (a sender
 //! misses a "delivered" mark) and the live messages (their senders were not answered yet and
 //! send them again), never an acknowledged message.
 //!
