@@ -21,8 +21,8 @@
 //! stored at once: the writer routes it **live** ([`super::live`]) into their inboxes and
 //! answers the sender once every recipient has acknowledged it (through the
 //! acknowledgement's job), so it never reaches the store; a live message still
-//! unacknowledged after [`super::live::LIVE_ACK_WAIT`], or handed back by a pump whose
-//! connection went, is stored by the next batch like any send and answered after it.
+//! unacknowledged after its wait ([`super::live::LiveRoute::wait`]), or handed back by a pump
+//! whose connection went, is stored by the next batch like any send and answered after it.
 //!
 //! Nobody waits on the writer's task for an answer: a send's completion runs on the writer
 //! (it queues the `Sent` frame on the connection), and an acknowledgement needs no answer.
@@ -364,6 +364,7 @@ async fn commit<S: MessageStore>(
                 let mut delivery_ids = ack.delivery_ids;
                 let mut settled = Vec::new();
                 for message in ack.live {
+                    live.observe(&message);
                     match message.acknowledged() {
                         Acked::Settle(message) => settled.push(message),
                         Acked::Delete(delivery_id, key) => {
