@@ -318,6 +318,7 @@ async fn churning_recipients_get_every_message_in_order_per_connection() {
         seed % below
     };
     let mut reconnects = 0;
+    let mut history = Vec::new();
     let mut seen = vec![std::collections::HashSet::new(); recipients.len()];
     let mut last: Vec<[Option<u16>; 3]> = vec![[None; 3]; recipients.len()];
     let mut pending: Vec<Vec<u64>> = vec![Vec::new(); recipients.len()];
@@ -332,10 +333,20 @@ async fn churning_recipients_get_every_message_in_order_per_connection() {
                 let delivery = client.delivery().await;
                 let body = body_of(&delivery).to_vec();
                 let (s, n) = (usize::from(body[0]), u16::from_be_bytes([body[1], body[2]]));
+                history.push((r, reconnects, s, n, delivery.id));
+                if last[r][s].is_some_and(|before| n <= before) {
+                    for h in history
+                        .iter()
+                        .filter(|h| h.0 == r && (h.3 == n || h.2 == s))
+                    {
+                        eprintln!("HIST {h:?}");
+                    }
+                }
                 assert!(
                     last[r][s].is_none_or(|before| n > before),
-                    "recipient {r}: message {n} of sender {s} after {:?} on one connection",
-                    last[r][s]
+                    "recipient {r}: message {n} of sender {s} after {:?} on one connection (delivery {})",
+                    last[r][s],
+                    delivery.id
                 );
                 last[r][s] = Some(n);
                 seen[r].insert((s, n));

@@ -24,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::limits::MAX_HANDED_OFF;
 use super::live::Live;
@@ -93,6 +94,10 @@ pub struct Inbox {
     state: Mutex<State>,
     /// Woken when something was handed over.
     pub ready: Notify,
+    /// Cancelled once the pump has stopped and queued what it held in memory with the writer:
+    /// a newer connection of the device waits for it before reading the mailbox, so that what
+    /// this one leaves unacknowledged is stored and read first, in its order.
+    pub finished: CancellationToken,
 }
 
 impl Inbox {
@@ -297,11 +302,12 @@ impl Handoff {
     /// Registers a pump for `device`; it is detached when the returned guard drops.
     pub fn attach(self: &Arc<Self>, device: &DeviceAddress) -> Attached {
         let inbox = Arc::new(Inbox::default());
-        self.lock().insert(device.clone(), inbox.clone());
+        let predecessor = self.lock().insert(device.clone(), inbox.clone());
         Attached {
             handoff: self.clone(),
             device: device.clone(),
             inbox,
+            predecessor,
         }
     }
 
@@ -385,6 +391,9 @@ pub struct Attached {
     handoff: Arc<Handoff>,
     device: DeviceAddress,
     pub inbox: Arc<Inbox>,
+    /// The inbox of the device's connection this one replaced, if its pump was still
+    /// attached: see [`Inbox::finished`].
+    pub predecessor: Option<Arc<Inbox>>,
 }
 
 impl Drop for Attached {

@@ -157,6 +157,8 @@ pub struct Live {
     state: Mutex<LiveState>,
     /// When the writer routed it: its acknowledgement's latency is measured from here.
     routed_at: Instant,
+    /// The one device it is for.
+    recipient: DeviceAddress,
 }
 
 /// What an acknowledgement of a live message comes to ([`Live::acknowledged`]).
@@ -174,6 +176,7 @@ pub enum Acked {
 impl Live {
     pub fn new(message: LiveMessage) -> Arc<Self> {
         Arc::new(Self {
+            recipient: message.message.recipients[0].clone(),
             state: Mutex::new(LiveState::Queued(message)),
             routed_at: Instant::now(),
         })
@@ -203,6 +206,11 @@ impl Live {
             }
             LiveState::Pushed(_) | LiveState::Done => None,
         }
+    }
+
+    /// Neither queued nor pushed any more: settled, handed back, or stored.
+    fn is_settled(&self) -> bool {
+        !matches!(*self.lock(), LiveState::Queued(_) | LiveState::Pushed(_))
     }
 
     /// The device acknowledged it.
@@ -241,7 +249,7 @@ impl Live {
     }
 
     /// Its connection went: the message, to store it, if it was neither settled nor stored.
-    pub fn hand_back(&self) -> Option<LiveMessage> {
+    pub(super) fn hand_back(&self) -> Option<LiveMessage> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, LiveState::Done) {
             LiveState::Queued(message) | LiveState::Pushed(message) => Some(message),
@@ -263,9 +271,9 @@ impl Live {
         }
     }
 
-    /// Its connection went (or it was never stored): the key of a stored message, which is no
-    /// longer in flight. (Messages neither stored nor settled are handed back instead.)
-    pub fn release(&self) -> Option<LiveKey> {
+    /// Its connection went: the key of a stored message, which is no longer in flight.
+    /// (Messages neither stored nor settled are handed back instead.)
+    fn release(&self) -> Option<LiveKey> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, LiveState::Done) {
             LiveState::Stored { key, .. } => Some(key),
@@ -318,6 +326,9 @@ struct Waiting {
     inbox: Arc<Inbox>,
 }
 
+/// The live messages routed to one device, oldest first, with their pumps' inboxes.
+type RoutedTo = VecDeque<(Arc<Live>, Weak<Inbox>)>;
+
 /// The writer's side of the live route: the messages in flight by key (the duplicate check),
 /// the ones waiting for an acknowledgement in deadline order, and the ones a batch is storing.
 #[derive(Debug, Default)]
@@ -326,6 +337,9 @@ pub struct LiveRoute {
     waiting: VecDeque<Waiting>,
     /// Moving average of the acknowledgement latency of live messages (1/16 per sample).
     ack_latency: Duration,
+    /// The live messages routed to each device, oldest first (settled ones are dropped from
+    /// the front as it goes): what must be stored before anything else is stored for it.
+    by_device: HashMap<DeviceAddress, RoutedTo>,
     /// Pushed, and taken to be stored by the batch being committed, with the inbox of the
     /// pump that pushed them.
     storing: HashMap<LiveKey, (Arc<Live>, Weak<Inbox>)>,
@@ -390,6 +404,7 @@ impl LiveRoute {
                 continue;
             };
             let key = LiveKey::of(&message);
+            let recipient = message.recipients[0].clone();
             // Never before the deadline ahead of it: the list stays in deadline order.
             let deadline = self
                 .waiting
@@ -404,6 +419,11 @@ impl LiveRoute {
             match inbox.offer_live(live.clone()) {
                 Ok(()) => {
                     *self.in_flight.entry(key).or_default() += 1;
+                    let routed = self.by_device.entry(recipient).or_default();
+                    while routed.front().is_some_and(|(live, _)| live.is_settled()) {
+                        routed.pop_front();
+                    }
+                    routed.push_back((live.clone(), Arc::downgrade(&inbox)));
                     self.waiting.push_back(Waiting {
                         deadline,
                         message: live,
@@ -454,15 +474,63 @@ impl LiveRoute {
             let Some(Waiting { message, inbox, .. }) = self.waiting.pop_front() else {
                 break;
             };
-            let Some(taken) = message.take_to_store() else {
+            if message.is_settled() {
                 continue;
-            };
+            }
+            // Its device is not reading: what comes next for it is stored at once, and so is
+            // everything routed to it before this one.
             inbox.mark_slow();
-            self.storing
-                .insert(taken.key(), (message, Arc::downgrade(&inbox)));
-            expired.push(taken);
+            let recipient = message.recipient.clone();
+            expired.extend(self.flush(&recipient));
         }
         expired
+    }
+
+    /// The pump of `held` stopped: takes back, in order, those neither settled nor stored (to
+    /// store them plainly: no pump will push them), and lets them and the stored ones leave
+    /// the in-flight keys.
+    pub fn hand_back(&mut self, held: Vec<Arc<Live>>) -> Vec<LiveMessage> {
+        let mut taken = Vec::new();
+        for live in held {
+            match live.hand_back() {
+                Some(message) => {
+                    self.forget(&message.key());
+                    taken.push(message);
+                }
+                None => {
+                    if let Some(key) = live.release() {
+                        self.forget(&key);
+                    }
+                }
+            }
+            if let Some(routed) = self.by_device.get_mut(&live.recipient) {
+                while routed.front().is_some_and(|(live, _)| live.is_settled()) {
+                    routed.pop_front();
+                }
+                if routed.is_empty() {
+                    self.by_device.remove(&live.recipient);
+                }
+            }
+        }
+        taken
+    }
+
+    /// Takes every live message routed to `recipient` and not yet settled or stored, oldest
+    /// first, to store them in place (each stays queued or pushed, and in flight until
+    /// acknowledged). Called before anything else is stored for `recipient`, so that its
+    /// mailbox keeps the order the messages were sent in.
+    pub fn flush(&mut self, recipient: &DeviceAddress) -> Vec<LiveMessage> {
+        let Some(routed) = self.by_device.remove(recipient) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        for (live, inbox) in routed {
+            if let Some(message) = live.take_to_store() {
+                self.storing.insert(message.key(), (live, inbox));
+                taken.push(message);
+            }
+        }
+        taken
     }
 
     /// The batch storing the expired messages committed `entries`: records their delivery ids

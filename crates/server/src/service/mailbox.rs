@@ -32,7 +32,7 @@ use super::error::Failure;
 use super::events::Registration;
 use super::inbox::{Attached, Handed, Inbox};
 use super::limits::MAX_DELIVERIES_IN_FLIGHT;
-use super::live::{Live, LiveMessage};
+use super::live::Live;
 use super::session::{Delivering, Held, InFlight, MEMORY_IDS, Session, lock_window};
 use super::state::Shared;
 use crate::store::{DeviceAddress, MessageStore, Queued, QueuedItem};
@@ -166,47 +166,67 @@ async fn run_pump<S: MessageStore>(
     registration: Registration,
     room: Arc<Notify>,
 ) {
+    let mut attached = attached;
+    // The device's previous connection here may still hold live messages in memory: they are
+    // stored (and come in the backlog, in their order) once it has handed them back. Waited
+    // for even if this connection stops at once, so that the next one, which waits for this
+    // one, finds them stored too.
+    if let Some(predecessor) = attached.predecessor.take() {
+        let finished = predecessor.finished.clone();
+        if tokio::time::timeout(PREDECESSOR_PATIENCE, finished.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                address = %pump.device.address,
+                device = pump.device.device_id,
+                "the previous connection did not hand back its deliveries in time"
+            );
+        }
+    }
     pump.run(registration, &room).await;
-    // Closed before the window is emptied: what is offered from now on goes back to the
-    // writer, and the window holds everything else pushed and not acknowledged.
-    let (mut receipts, queued) = pump.inbox.close();
+    pump.hand_back_held().await;
+    // A newer connection of the device may read the mailbox now. Detached only then: a newer
+    // connection that attaches before finds this inbox and waits for it (what is offered to
+    // it meanwhile is refused or left in the mailbox, its pump being closed).
+    pump.inbox.finished.cancel();
     drop(attached);
-    let mut held: Vec<(u64, Held)> = lock_window(&pump.in_flight).memory.drain().collect();
-    held.sort_unstable_by_key(|(id, _)| *id);
-    // Pushed before anything still queued: stored in that order (unless the writer took them
-    // to store already).
-    let mut live = Vec::with_capacity(held.len() + queued.len());
-    for (_, held) in held {
-        match held {
-            Held::Receipt(receipt) => receipts.push(receipt),
-            Held::Message(message) => live.push(message),
+}
+
+/// How long a new connection waits for its device's previous connection on this node to hand
+/// back what it held in memory (it is being displaced or has closed, so this is short; past
+/// it the new connection goes on, and those messages may come after newer ones).
+const PREDECESSOR_PATIENCE: Duration = Duration::from_secs(5);
+
+impl<S: MessageStore> Pump<S> {
+    /// Hands what the stopped pump held in memory and could not deliver back to the writer.
+    async fn hand_back_held(&self) {
+        // Closed before the window is emptied: what is offered from now on goes back to the
+        // writer, and the window holds everything else pushed and not acknowledged.
+        let (mut receipts, queued) = self.inbox.close();
+        let mut held: Vec<(u64, Held)> = lock_window(&self.in_flight).memory.drain().collect();
+        held.sort_unstable_by_key(|(id, _)| *id);
+        // Pushed before anything still queued: stored in that order (unless the writer took them
+        // to store already).
+        let mut live = Vec::with_capacity(held.len() + queued.len());
+        for (_, held) in held {
+            match held {
+                Held::Receipt(receipt) => receipts.push(receipt),
+                Held::Message(message) => live.push(message),
+            }
         }
-    }
-    live.extend(queued);
-    let mut messages: Vec<LiveMessage> = Vec::new();
-    let mut released = Vec::new();
-    for message in live {
-        match message.hand_back() {
-            Some(message) => messages.push(message),
-            None => released.extend(message.release()),
+        live.extend(queued);
+        if receipts.is_empty() && live.is_empty() {
+            return;
         }
-    }
-    if receipts.is_empty() && messages.is_empty() && released.is_empty() {
-        return;
-    }
-    if pump
-        .shared
-        .writer
-        .hand_back(receipts, messages, released)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            address = %pump.device.address,
-            device = pump.device.device_id,
-            "deliveries held in memory were dropped: the server is stopping (live messages \
-             are refused to their senders, who send them again)"
-        );
+        if self.shared.writer.hand_back(receipts, live).await.is_err() {
+            tracing::warn!(
+                address = %self.device.address,
+                device = self.device.device_id,
+                "deliveries held in memory were dropped: the server is stopping (live messages \
+                 are refused to their senders, who send them again)"
+            );
+        }
     }
 }
 
@@ -244,7 +264,8 @@ impl<S: MessageStore> Pump<S> {
     async fn run(&self, mut registration: Registration, room: &Notify) {
         let mailbox: Arc<Notify> = registration.mailbox.clone();
         // Acknowledgements from this device's earlier connection may still be queued in the
-        // writer: apply them before reading the backlog, or their entries would come again.
+        // writer (and what it handed back): apply them before reading the backlog, or their
+        // entries would come again.
         tokio::select! {
             () = self.stop.cancelled() => return,
             // `Closed`: the server is stopping; the reads below still serve what is stored.

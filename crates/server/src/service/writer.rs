@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Event, EventBus};
 use super::inbox::{Handed, Handoff};
 use super::limits::{MAX_WRITER_BATCH, WRITER_QUEUE_LEN};
-use super::live::{Acked, Live, LiveKey, LiveMessage, LiveRoute, PendingSend, Settled};
+use super::live::{Acked, Live, LiveMessage, LiveRoute, PendingSend, Settled};
 use super::metrics::Metrics;
 use super::state::unix_ms;
 use crate::store::{
@@ -87,12 +87,10 @@ enum Job {
     Send(SendJob),
     Ack(AckJob),
     /// What a stopped pump held in memory and must be stored after all: receipts, and live
-    /// messages (their senders are answered once they are stored).
+    /// messages (their senders are answered once they are stored), in the order pushed.
     HandBack {
         receipts: Vec<NewReceipt>,
-        messages: Vec<LiveMessage>,
-        /// Live messages stored while pushed, no longer in flight.
-        released: Vec<LiveKey>,
+        live: Vec<Arc<Live>>,
     },
     /// Answered once everything queued before it is committed.
     Barrier(oneshot::Sender<()>),
@@ -104,9 +102,7 @@ impl Job {
         match self {
             Self::Send(send) => send.messages.len(),
             Self::Ack(ack) => ack.delivery_ids.len() + ack.live.len(),
-            Self::HandBack {
-                receipts, messages, ..
-            } => receipts.len() + messages.len(),
+            Self::HandBack { receipts, live } => receipts.len() + live.len(),
             Self::Barrier(_) => 0,
         }
     }
@@ -176,20 +172,14 @@ impl Writer {
     }
 
     /// Queues what a stopped pump held in memory, unacknowledged, to be stored in the next
-    /// batch: delivery receipts, and live messages in the order they were pushed; `released`
-    /// live messages were stored already.
+    /// batch: delivery receipts, and live messages in the order they were pushed (the writer
+    /// takes them there: one it stored meanwhile, to keep the mailbox in order, stays stored).
     pub async fn hand_back(
         &self,
         receipts: Vec<NewReceipt>,
-        messages: Vec<LiveMessage>,
-        released: Vec<LiveKey>,
+        live: Vec<Arc<Live>>,
     ) -> Result<(), WriteError> {
-        self.queue(Job::HandBack {
-            receipts,
-            messages,
-            released,
-        })
-        .await
+        self.queue(Job::HandBack { receipts, live }).await
     }
 
     /// Returns once every job queued before this call (sends, acknowledgements) is committed
@@ -347,10 +337,22 @@ async fn commit<S: MessageStore>(
                         finish(metrics, settled);
                     }
                     for message in routed.refused {
+                        // Its inbox closed: what went live to it before is stored first.
+                        for earlier in live.flush(&message.message.recipients[0]) {
+                            to_store_live(&mut answers, &mut messages, earlier);
+                        }
                         to_store_live(&mut answers, &mut messages, message);
                     }
                 }
                 None => {
+                    // Stored: whatever went live to its recipients before is stored first.
+                    for message in &send.messages {
+                        for recipient in &message.recipients {
+                            for earlier in live.flush(recipient) {
+                                to_store_live(&mut answers, &mut messages, earlier);
+                            }
+                        }
+                    }
                     answers.push(Answer::Whole(
                         send.messages.len(),
                         send.completion,
@@ -388,15 +390,10 @@ async fn commit<S: MessageStore>(
             }
             Job::HandBack {
                 receipts: more,
-                messages: returned,
-                released,
+                live: held,
             } => {
                 receipts.extend(more);
-                for key in released {
-                    live.forget(&key);
-                }
-                for message in returned {
-                    live.forget(&message.key());
+                for message in live.hand_back(held) {
                     to_store_live(&mut answers, &mut messages, message);
                 }
             }
