@@ -337,21 +337,14 @@ async fn commit<S: MessageStore>(
                         finish(metrics, settled);
                     }
                     for message in routed.refused {
-                        // Its inbox closed: what went live to it before is stored first.
-                        for earlier in live.flush(&message.message.recipients[0]) {
-                            to_store_live(&mut answers, &mut messages, earlier);
-                        }
+                        // Its inbox closed.
+                        store_earlier_live(live, &mut answers, &mut messages, &message.message);
                         to_store_live(&mut answers, &mut messages, message);
                     }
                 }
                 None => {
-                    // Stored: whatever went live to its recipients before is stored first.
                     for message in &send.messages {
-                        for recipient in &message.recipients {
-                            for earlier in live.flush(recipient) {
-                                to_store_live(&mut answers, &mut messages, earlier);
-                            }
-                        }
+                        store_earlier_live(live, &mut answers, &mut messages, message);
                     }
                     answers.push(Answer::Whole(
                         send.messages.len(),
@@ -488,6 +481,21 @@ impl Acks {
                     receipt_expires_at_ms,
                 });
             }
+        }
+    }
+}
+
+/// Adds to the batch's sends, ahead of `message`, what went live to its recipients before it
+/// and is not stored yet, so that their mailboxes keep the sending order.
+fn store_earlier_live(
+    live: &mut LiveRoute,
+    answers: &mut Vec<Answer>,
+    messages: &mut Vec<NewMessage>,
+    message: &NewMessage,
+) {
+    for recipient in &message.recipients {
+        for earlier in live.flush(recipient) {
+            to_store_live(answers, messages, earlier);
         }
     }
 }
